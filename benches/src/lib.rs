@@ -1,0 +1,1 @@
+//! Benchmarks, load generator and accuracy harness for Headlight; see `benches/RESULTS.md`.

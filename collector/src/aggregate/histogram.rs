@@ -1,0 +1,113 @@
+//! Latency histograms: HDR, 1 µs .. 1 h, 2 significant digits (relative error < 1 %).
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+
+/// Lowest trackable value, µs.
+pub const LOWEST_US: u64 = 1;
+/// Highest trackable value, µs (1 h).
+pub const HIGHEST_US: u64 = 3_600_000_000;
+/// Significant digits: bucket width ≤ 1/128 of the value, so any value is within 0.8 %.
+pub const SIGFIG: u8 = 2;
+
+/// A latency histogram in µs.
+pub type LatencyHistogram = Histogram<u64>;
+
+/// Why a stored histogram could not be read back.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt histogram blob: {0}")]
+pub struct CorruptHistogram(String);
+
+/// Returns an empty latency histogram.
+pub fn new_histogram() -> LatencyHistogram {
+    Histogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
+        .expect("constant bounds are valid for hdrhistogram")
+}
+
+/// Records a duration in µs, clamped to the trackable range.
+pub fn record(histogram: &mut LatencyHistogram, duration_us: u64) {
+    histogram.saturating_record(duration_us.clamp(LOWEST_US, HIGHEST_US));
+}
+
+/// Adds `source` into `target` (same bounds, so this cannot overflow the range).
+pub fn merge(target: &mut LatencyHistogram, source: &LatencyHistogram) {
+    if target.add(source).is_err() {
+        // Differing bounds (a blob written by another layout): re-record bucket by bucket.
+        for v in source.iter_recorded() {
+            target.saturating_record_n(
+                v.value_iterated_to().clamp(LOWEST_US, HIGHEST_US),
+                v.count_at_value(),
+            );
+        }
+    }
+}
+
+/// Serializes with the HDR V2 + deflate format (the compressed form of closed windows).
+pub fn encode(histogram: &LatencyHistogram) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Serializing into a Vec cannot fail for io reasons; an error would mean an invalid
+    // histogram, which `new_histogram` never builds.
+    if V2DeflateSerializer::new()
+        .serialize(histogram, &mut out)
+        .is_err()
+    {
+        out.clear();
+    }
+    out
+}
+
+/// Reads a blob written by [`encode`].
+pub fn decode(blob: &[u8]) -> Result<LatencyHistogram, CorruptHistogram> {
+    let mut reader = blob;
+    let decoded: LatencyHistogram = Deserializer::new()
+        .deserialize(&mut reader)
+        .map_err(|e| CorruptHistogram(format!("{e:?}")))?;
+    let mut histogram = new_histogram();
+    merge(&mut histogram, &decoded);
+    Ok(histogram)
+}
+
+/// Returns the value at quantile `q` in µs: the midpoint of the HDR bucket that holds the
+/// nearest-rank quantile, so the error is at most half a bucket (< 0.4 %).
+pub fn quantile_us(histogram: &LatencyHistogram, q: f64) -> u64 {
+    if histogram.is_empty() {
+        return 0;
+    }
+    histogram.median_equivalent(histogram.value_at_quantile(q))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_every_count() {
+        let mut h = new_histogram();
+        for v in [1, 5, 999, 1_000, 123_456, 3_600_000_000] {
+            record(&mut h, v);
+        }
+        record(&mut h, 0); // clamped to 1 µs
+        record(&mut h, u64::MAX); // clamped to 1 h
+        let back = decode(&encode(&h)).unwrap();
+        assert_eq!(back.len(), 8);
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn corrupt_blobs_are_errors_not_panics() {
+        assert!(decode(b"not a histogram").is_err());
+        assert!(decode(&[]).is_err());
+    }
+
+    #[test]
+    fn quantiles_are_within_one_percent() {
+        let mut h = new_histogram();
+        for v in 1..=100_000u64 {
+            record(&mut h, v * 7);
+        }
+        for (q, exact) in [(0.5, 350_000.0), (0.99, 693_000.0)] {
+            let got = quantile_us(&h, q) as f64;
+            assert!((got - exact).abs() / exact < 0.01, "q{q}: {got} vs {exact}");
+        }
+    }
+}

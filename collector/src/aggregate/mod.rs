@@ -1,0 +1,380 @@
+//! Aggregation: spans in, store deltas out.
+//!
+//! [`Aggregator`] assembles each transaction with its local child spans, counts every
+//! transaction into the HDR histogram of its series and window, adds every span to the
+//! per-operation breakdown, appends the transaction index row, and decides which spans are
+//! stored. [`Aggregator::drain`] hands the accumulated deltas over as a [`WriteBatch`]; the open
+//! windows stay dense in memory only between two flushes.
+
+pub mod histogram;
+pub mod self_time;
+
+mod assembler;
+mod running_p95;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use crate::config::{AggregationConfig, SpanRetentionConfig};
+use crate::model::{OVERFLOW_TRANSACTION, SeriesId, SeriesKey, Span, SpanKind, TraceId};
+use crate::store::{BreakdownDelta, HistogramDelta, SeriesRecord, TransactionRecord, WriteBatch};
+
+use assembler::{Assembled, Assembler, Orphans};
+use running_p95::RunningP95;
+
+/// Counters of what the aggregator did since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AggregatorStats {
+    /// Spans accepted into aggregation.
+    pub spans: u64,
+    /// Transactions counted.
+    pub transactions: u64,
+    /// Transactions counted under the overflow series `other`.
+    pub overflowed_transactions: u64,
+    /// Spans chosen for storage.
+    pub spans_kept: u64,
+    /// Child spans whose transaction never arrived (not in any breakdown, not stored).
+    pub orphans_dropped: u64,
+    /// Child spans that arrived after their transaction and were attributed to it late.
+    pub late_children: u64,
+}
+
+#[derive(Debug)]
+struct SeriesState {
+    p95: RunningP95,
+    sampled_window_ms: i64,
+    sampled_in_window: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct OperationTotals {
+    count: u64,
+    total_us: u64,
+    self_us: u64,
+}
+
+type OperationKey = (SeriesId, i64, String, SpanKind);
+
+/// The in-memory aggregation state of one collector.
+#[derive(Debug)]
+pub struct Aggregator {
+    config: AggregationConfig,
+    retention: SpanRetentionConfig,
+    /// Per service, the transaction names that have their own series (capped).
+    names: HashMap<String, HashSet<String>>,
+    series: HashMap<SeriesId, SeriesState>,
+    new_series: Vec<SeriesRecord>,
+    windows: HashMap<(SeriesId, i64), HistogramDelta>,
+    operations: HashMap<OperationKey, OperationTotals>,
+    transactions: Vec<TransactionRecord>,
+    kept_spans: Vec<Span>,
+    assembler: Assembler,
+    stats: AggregatorStats,
+}
+
+/// What the aggregator remembers of a processed transaction, for children that arrive late.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TransactionRef {
+    series: SeriesId,
+    window_start_ms: i64,
+    keep: bool,
+}
+
+impl Aggregator {
+    /// Creates an aggregator that knows the series already in the store, so the per-service
+    /// cardinality cap survives restarts.
+    pub fn new(
+        config: AggregationConfig,
+        retention: SpanRetentionConfig,
+        known: &[SeriesRecord],
+    ) -> Self {
+        let mut names: HashMap<String, HashSet<String>> = HashMap::new();
+        for record in known {
+            if record.key.transaction != OVERFLOW_TRANSACTION {
+                names
+                    .entry(record.key.service.clone())
+                    .or_default()
+                    .insert(record.key.transaction.clone());
+            }
+        }
+        let series = known.iter().map(|r| (r.id, SeriesState::new())).collect();
+        let assembler = Assembler::new(config.orphan_wait_ms, config.max_pending_spans);
+        Self {
+            config,
+            retention,
+            names,
+            series,
+            new_series: Vec::new(),
+            windows: HashMap::new(),
+            operations: HashMap::new(),
+            transactions: Vec::new(),
+            kept_spans: Vec::new(),
+            assembler,
+            stats: AggregatorStats::default(),
+        }
+    }
+
+    /// Returns the counters.
+    pub fn stats(&self) -> AggregatorStats {
+        AggregatorStats {
+            orphans_dropped: self.stats.orphans_dropped + self.assembler.evicted(),
+            ..self.stats
+        }
+    }
+
+    /// Returns how many child spans wait for their transaction.
+    pub fn pending_spans(&self) -> usize {
+        self.assembler.pending_spans()
+    }
+
+    /// Aggregates validated spans (any order, any traces).
+    pub fn apply(&mut self, spans: Vec<Span>, now: Instant) {
+        self.stats.spans += spans.len() as u64;
+        let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
+        for span in spans {
+            by_trace.entry(span.trace_id).or_default().push(span);
+        }
+        for (trace_id, spans) in by_trace {
+            let assembled = self.assembler.assemble(trace_id, spans, now);
+            for group in assembled {
+                self.process(group);
+            }
+        }
+    }
+
+    /// Attributes or drops child spans that waited longer than `orphan_wait_ms`.
+    pub fn expire(&mut self, now: Instant) {
+        for Orphans {
+            trace_id,
+            spans,
+            self_ns,
+        } in self.assembler.expire(now)
+        {
+            match self.assembler.recent(&trace_id) {
+                Some(transaction) => {
+                    self.stats.late_children += spans.len() as u64;
+                    self.add_operations(transaction, &spans, &self_ns);
+                    if transaction.keep {
+                        self.stats.spans_kept += spans.len() as u64;
+                        self.kept_spans.extend(spans);
+                    }
+                }
+                None => self.stats.orphans_dropped += spans.len() as u64,
+            }
+        }
+    }
+
+    fn process(&mut self, group: Assembled) {
+        let Assembled {
+            transaction_index,
+            spans,
+            self_ns,
+        } = group;
+        let transaction = &spans[transaction_index];
+        let name = transaction
+            .transaction
+            .clone()
+            .unwrap_or_else(|| transaction.name.clone());
+        let key = self.capped_key(transaction, name);
+        let series = key.id();
+        let end_ms = transaction.end_ms();
+        let window_ms = self.config.window_ms();
+        let window_start_ms = end_ms.div_euclid(window_ms) * window_ms;
+        if let std::collections::hash_map::Entry::Vacant(entry) = self.series.entry(series) {
+            entry.insert(SeriesState::new());
+            self.new_series.push(SeriesRecord {
+                id: series,
+                key,
+                first_seen_ms: end_ms,
+            });
+        }
+
+        let duration_us = transaction.duration_us();
+        let error = transaction.error;
+        let delta = self
+            .windows
+            .entry((series, window_start_ms))
+            .or_insert_with(|| empty_delta(series, self.config.window_s, window_start_ms));
+        delta.count += 1;
+        delta.sum_us += duration_us;
+        delta.max_us = delta.max_us.max(duration_us);
+        histogram::record(&mut delta.histogram, duration_us);
+        if error {
+            delta.errors += 1;
+            histogram::record(&mut delta.error_histogram, duration_us);
+        }
+        self.stats.transactions += 1;
+
+        let state = self.series.entry(series).or_insert_with(SeriesState::new);
+        let slow = state.p95.is_slow(duration_us);
+        state.p95.record(window_start_ms, duration_us);
+        if state.sampled_window_ms != window_start_ms {
+            state.sampled_window_ms = window_start_ms;
+            state.sampled_in_window = 0;
+        }
+        let sampled = state.sampled_in_window < self.retention.sample_per_window;
+        if sampled {
+            state.sampled_in_window += 1;
+        }
+        let keep =
+            sampled || (self.retention.keep_errors && error) || (self.retention.keep_slow && slow);
+
+        self.transactions.push(TransactionRecord {
+            series,
+            end_ns: transaction.end_ns,
+            duration_us,
+            error,
+            trace_id: transaction.trace_id,
+            span_id: transaction.span_id,
+        });
+        let reference = TransactionRef {
+            series,
+            window_start_ms,
+            keep,
+        };
+        self.assembler.remember(transaction.trace_id, reference);
+        self.add_operations(reference, &spans, &self_ns);
+        if keep {
+            self.stats.spans_kept += spans.len() as u64;
+            self.kept_spans.extend(spans);
+        }
+    }
+
+    /// Adds `spans` (with their self times, ns) to the breakdown of a transaction.
+    fn add_operations(&mut self, transaction: TransactionRef, spans: &[Span], self_ns: &[i64]) {
+        debug_assert_eq!(spans.len(), self_ns.len());
+        for (span, self_ns) in spans.iter().zip(self_ns) {
+            let totals = self
+                .operations
+                .entry((
+                    transaction.series,
+                    transaction.window_start_ms,
+                    span.name.clone(),
+                    span.kind,
+                ))
+                .or_default();
+            totals.count += 1;
+            totals.total_us += span.duration_us();
+            totals.self_us += self_ns.unsigned_abs() / 1000;
+        }
+    }
+
+    fn capped_key(&mut self, transaction: &Span, name: String) -> SeriesKey {
+        let cap = self.config.max_transactions_per_service as usize;
+        let names = self.names.entry(transaction.service.clone()).or_default();
+        let transaction_name = if names.contains(&name) || name == OVERFLOW_TRANSACTION {
+            name
+        } else if names.len() < cap {
+            names.insert(name.clone());
+            name
+        } else {
+            self.stats.overflowed_transactions += 1;
+            OVERFLOW_TRANSACTION.to_owned()
+        };
+        SeriesKey {
+            service: transaction.service.clone(),
+            environment: transaction.environment.clone(),
+            version: transaction.version.clone(),
+            transaction: transaction_name,
+        }
+    }
+
+    /// Takes everything accumulated since the last drain, with rollup deltas added.
+    pub fn drain(&mut self) -> WriteBatch {
+        let rollup_ms = self.config.rollup_window_ms();
+        let rollup_s = self.config.rollup_window_s;
+        let mut histograms: Vec<HistogramDelta> = Vec::with_capacity(self.windows.len() * 2);
+        let mut rollups: HashMap<(SeriesId, i64), HistogramDelta> = HashMap::new();
+        for ((series, start), delta) in self.windows.drain() {
+            let rollup_start = start.div_euclid(rollup_ms) * rollup_ms;
+            let mut rolled = HistogramDelta {
+                resolution_s: rollup_s,
+                window_start_ms: rollup_start,
+                ..delta.clone()
+            };
+            if let Some(existing) = rollups.remove(&(series, rollup_start)) {
+                rolled.merge(&existing);
+            }
+            rollups.insert((series, rollup_start), rolled);
+            histograms.push(delta);
+        }
+        histograms.extend(rollups.into_values());
+
+        let mut breakdown = Vec::with_capacity(self.operations.len() * 2);
+        let mut rolled_ops: HashMap<OperationKey, OperationTotals> = HashMap::new();
+        for ((series, start, operation, kind), totals) in self.operations.drain() {
+            let rollup_start = start.div_euclid(rollup_ms) * rollup_ms;
+            let rolled = rolled_ops
+                .entry((series, rollup_start, operation.clone(), kind))
+                .or_default();
+            rolled.count += totals.count;
+            rolled.total_us += totals.total_us;
+            rolled.self_us += totals.self_us;
+            breakdown.push(breakdown_delta(
+                series,
+                self.config.window_s,
+                start,
+                operation,
+                kind,
+                totals,
+            ));
+        }
+        for ((series, start, operation, kind), totals) in rolled_ops {
+            breakdown.push(breakdown_delta(
+                series, rollup_s, start, operation, kind, totals,
+            ));
+        }
+
+        WriteBatch {
+            series: std::mem::take(&mut self.new_series),
+            histograms,
+            breakdown,
+            transactions: std::mem::take(&mut self.transactions),
+            spans: std::mem::take(&mut self.kept_spans),
+        }
+    }
+}
+
+impl SeriesState {
+    fn new() -> Self {
+        Self {
+            p95: RunningP95::new(),
+            sampled_window_ms: i64::MIN,
+            sampled_in_window: 0,
+        }
+    }
+}
+
+fn empty_delta(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> HistogramDelta {
+    HistogramDelta {
+        series,
+        resolution_s,
+        window_start_ms,
+        count: 0,
+        errors: 0,
+        sum_us: 0,
+        max_us: 0,
+        histogram: histogram::new_histogram(),
+        error_histogram: histogram::new_histogram(),
+    }
+}
+
+fn breakdown_delta(
+    series: SeriesId,
+    resolution_s: u32,
+    window_start_ms: i64,
+    operation: String,
+    kind: SpanKind,
+    totals: OperationTotals,
+) -> BreakdownDelta {
+    BreakdownDelta {
+        series,
+        resolution_s,
+        window_start_ms,
+        operation,
+        kind,
+        count: totals.count,
+        total_us: totals.total_us,
+        self_us: totals.self_us,
+    }
+}

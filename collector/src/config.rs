@@ -1,0 +1,373 @@
+//! The collector's configuration: one TOML file, typed, with defaults.
+//!
+//! Unknown keys are refused (`deny_unknown_fields`) and every value is checked by
+//! [`Config::validate`] before anything starts, so a typo never silently falls back to a default.
+//! Durations carry their unit in the key (`_ms`, `_s`, `_h`, `_days`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration was refused; the message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown key, wrong type…).
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key.
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("invalid config value `{key}`: {reason}")]
+    Invalid {
+        /// The dotted key, e.g. `limits.max_request_bytes`.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The whole collector configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded store keeps its files; default `./headlight-data`.
+    pub data_dir: PathBuf,
+    /// The listening addresses.
+    pub listen: ListenConfig,
+    /// Windows, retention and the series cap.
+    pub aggregation: AggregationConfig,
+    /// Which spans are stored beside the exact counts.
+    pub spans: SpanRetentionConfig,
+    /// Ingest limits and validation.
+    pub limits: LimitsConfig,
+    /// Query defaults.
+    pub query: QueryConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("headlight-data"),
+            listen: ListenConfig::default(),
+            aggregation: AggregationConfig::default(),
+            spans: SpanRetentionConfig::default(),
+            limits: LimitsConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// Listening addresses. Port 0 picks a free port (the bound address is logged).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenConfig {
+    /// OTLP/gRPC (`TraceService/Export`, `DeployService`); default `127.0.0.1:4317`.
+    pub otlp_grpc: SocketAddr,
+    /// OTLP/HTTP (`POST /v1/traces`); default `127.0.0.1:4318`.
+    pub otlp_http: SocketAddr,
+    /// The JSON API and UI; default `127.0.0.1:8080`.
+    pub http: SocketAddr,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            otlp_grpc: SocketAddr::from(([127, 0, 0, 1], 4317)),
+            otlp_http: SocketAddr::from(([127, 0, 0, 1], 4318)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Histogram windows, retention and cardinality.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    /// Width of a raw histogram window in seconds; default 10.
+    pub window_s: u32,
+    /// Width of a rollup window in seconds, a multiple of `window_s`; default 60.
+    pub rollup_window_s: u32,
+    /// How long raw windows, the transaction index and stored spans are kept; default 24 h.
+    pub raw_retention_h: u32,
+    /// How long rollup windows are kept; default 30 days.
+    pub rollup_retention_days: u32,
+    /// Distinct transaction names per service before new ones go to the series `other`;
+    /// default 1000.
+    pub max_transactions_per_service: u32,
+    /// How often aggregated data is written to the store, in ms; default 1000.
+    pub flush_interval_ms: u64,
+    /// How long a child span waits for its transaction span to arrive, in ms; default 15000.
+    pub orphan_wait_ms: u64,
+    /// Most child spans held while waiting for their transaction; default 100000.
+    pub max_pending_spans: usize,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 10,
+            rollup_window_s: 60,
+            raw_retention_h: 24,
+            rollup_retention_days: 30,
+            max_transactions_per_service: 1000,
+            flush_interval_ms: 1000,
+            orphan_wait_ms: 15_000,
+            max_pending_spans: 100_000,
+        }
+    }
+}
+
+impl AggregationConfig {
+    /// Raw window width in ms.
+    pub fn window_ms(&self) -> i64 {
+        i64::from(self.window_s) * 1000
+    }
+
+    /// Rollup window width in ms.
+    pub fn rollup_window_ms(&self) -> i64 {
+        i64::from(self.rollup_window_s) * 1000
+    }
+
+    /// Raw retention in ms.
+    pub fn raw_retention_ms(&self) -> i64 {
+        i64::from(self.raw_retention_h) * 3_600_000
+    }
+
+    /// Rollup retention in ms.
+    pub fn rollup_retention_ms(&self) -> i64 {
+        i64::from(self.rollup_retention_days) * 86_400_000
+    }
+}
+
+/// Which spans are stored (design.md §3): every span of an error transaction, of a transaction
+/// slower than its series' running p95, and of a sample of the rest. All are counted.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpanRetentionConfig {
+    /// Transactions per series and raw window whose spans are stored whatever they look like;
+    /// default 5.
+    pub sample_per_window: u32,
+    /// Store spans of transactions slower than the series' running p95; default true.
+    pub keep_slow: bool,
+    /// Store spans of error transactions; default true.
+    pub keep_errors: bool,
+}
+
+impl Default for SpanRetentionConfig {
+    fn default() -> Self {
+        Self {
+            sample_per_window: 5,
+            keep_slow: true,
+            keep_errors: true,
+        }
+    }
+}
+
+/// Limits on what one request may carry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, after decompression, in bytes; default 8 MiB.
+    pub max_request_bytes: usize,
+    /// Longest accepted span, in ms; longer spans are rejected as absurd; default 1 h (the
+    /// histograms' range).
+    pub max_span_duration_ms: u64,
+    /// How far in the future a span may end, in ms (clock skew); default 10 min.
+    pub max_future_skew_ms: u64,
+    /// Most attributes kept per stored span; extra ones are dropped; default 128.
+    pub max_attributes_per_span: usize,
+    /// Longest attribute value kept, in bytes; longer ones are truncated; default 4096.
+    pub max_attribute_value_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 8 * 1024 * 1024,
+            max_span_duration_ms: 3_600_000,
+            max_future_skew_ms: 600_000,
+            max_attributes_per_span: 128,
+            max_attribute_value_bytes: 4096,
+        }
+    }
+}
+
+/// Query defaults.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// Apdex threshold T in ms when a query gives none; default 500.
+    pub apdex_t_ms: f64,
+    /// Most rows `GET /api/v1/transactions` returns; default 10000.
+    pub max_transactions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            apdex_t_ms: 500.0,
+            max_transactions: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<inline>"),
+            message: e.message().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value's range; the error names the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let a = &self.aggregation;
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        if a.window_s == 0 || !86_400_u32.is_multiple_of(a.window_s) {
+            return Err(invalid(
+                "aggregation.window_s",
+                "must divide a day evenly (e.g. 10)",
+            ));
+        }
+        if a.rollup_window_s < a.window_s || !a.rollup_window_s.is_multiple_of(a.window_s) {
+            return Err(invalid(
+                "aggregation.rollup_window_s",
+                "must be a multiple of aggregation.window_s",
+            ));
+        }
+        if !86_400_u32.is_multiple_of(a.rollup_window_s) {
+            return Err(invalid(
+                "aggregation.rollup_window_s",
+                "must divide a day evenly",
+            ));
+        }
+        if a.raw_retention_h == 0 {
+            return Err(invalid("aggregation.raw_retention_h", "must be at least 1"));
+        }
+        if u64::from(a.rollup_retention_days) * 24 < u64::from(a.raw_retention_h) {
+            return Err(invalid(
+                "aggregation.rollup_retention_days",
+                "must cover at least aggregation.raw_retention_h",
+            ));
+        }
+        if a.max_transactions_per_service == 0 {
+            return Err(invalid(
+                "aggregation.max_transactions_per_service",
+                "must be at least 1",
+            ));
+        }
+        if !(10..=600_000).contains(&a.flush_interval_ms) {
+            return Err(invalid(
+                "aggregation.flush_interval_ms",
+                "must be within 10..=600000",
+            ));
+        }
+        if a.max_pending_spans == 0 {
+            return Err(invalid(
+                "aggregation.max_pending_spans",
+                "must be at least 1",
+            ));
+        }
+        let l = &self.limits;
+        if l.max_request_bytes < 1024 {
+            return Err(invalid("limits.max_request_bytes", "must be at least 1024"));
+        }
+        if l.max_span_duration_ms == 0 || l.max_span_duration_ms > 3_600_000 {
+            return Err(invalid(
+                "limits.max_span_duration_ms",
+                "must be within 1..=3600000 (the histograms' range)",
+            ));
+        }
+        if !(self.query.apdex_t_ms > 0.0 && self.query.apdex_t_ms.is_finite()) {
+            return Err(invalid("query.apdex_t_ms", "must be a positive number"));
+        }
+        if self.query.max_transactions == 0 {
+            return Err(invalid("query.max_transactions", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_the_documented_defaults() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.listen.otlp_grpc.port(), 4317);
+        assert_eq!(config.listen.otlp_http.port(), 4318);
+        assert_eq!(config.listen.http.port(), 8080);
+        assert_eq!(config.data_dir, PathBuf::from("headlight-data"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = Config::from_toml("[aggregation]\nwindow_secs = 10\n").unwrap_err();
+        assert!(err.to_string().contains("window_secs"), "{err}");
+        let err = Config::from_toml("colour = 'red'\n").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let err = Config::from_toml("[aggregation]\nwindow_s = 7\n").unwrap_err();
+        assert!(err.to_string().contains("aggregation.window_s"), "{err}");
+        let err = Config::from_toml("[aggregation]\nrollup_window_s = 15\n").unwrap_err();
+        assert!(
+            err.to_string().contains("aggregation.rollup_window_s"),
+            "{err}"
+        );
+        let err = Config::from_toml("[limits]\nmax_span_duration_ms = 7200000\n").unwrap_err();
+        assert!(
+            err.to_string().contains("limits.max_span_duration_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_are_read() {
+        let config = Config::from_toml(
+            "data_dir = '/tmp/x'\n[listen]\nhttp = '127.0.0.1:0'\n[spans]\nsample_per_window = 9\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.listen.http.port(), 0);
+        assert_eq!(config.spans.sample_per_window, 9);
+    }
+}

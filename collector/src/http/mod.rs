@@ -1,0 +1,229 @@
+//! The JSON API, health endpoints and UI on the HTTP port (default `127.0.0.1:8080`).
+//!
+//! [`app`] builds the router from the shared state, so tests drive it with `.oneshot()` or a
+//! real listener alike.
+
+pub mod params;
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+
+use crate::error::ApiError;
+use crate::model;
+use crate::pipeline::{Pipeline, now_ns};
+use crate::query::{self, range};
+use params::Params;
+
+/// What the HTTP handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The pipeline (and through it the store and the configuration).
+    pub pipeline: Arc<Pipeline>,
+}
+
+type RawQuery = Query<Vec<(String, String)>>;
+
+/// Returns the API router.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/services", get(services))
+        .route("/api/v1/latency", get(latency))
+        .route("/api/v1/histogram", get(histogram))
+        .route("/api/v1/transactions", get(transactions))
+        .route("/api/v1/traces/{trace_id}", get(trace))
+        .route("/api/v1/breakdown", get(breakdown))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
+        code: crate::error::ErrorCode::Internal,
+        message: format!("query task failed: {e}"),
+    })?
+}
+
+fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
+async fn index() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        headlight_dashboards::INDEX_HTML,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; the API is under /api/v1 (see the README)")
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let pipeline = Arc::clone(&state.pipeline);
+    let result = blocking(move || {
+        pipeline.store().ping()?;
+        if pipeline.has_unwritten_batch() {
+            return Err(ApiError {
+                code: crate::error::ErrorCode::Unavailable,
+                message: "the store is refusing writes; data is held in memory and retried".into(),
+            });
+        }
+        Ok(())
+    })
+    .await;
+    match result {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn services(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::new(raw, &[])?;
+    let pipeline = state.pipeline;
+    let body =
+        blocking(move || query::services(pipeline.store().as_ref(), pipeline.config())).await?;
+    Ok(Json(body).into_response())
+}
+
+const FILTER: [&str; 6] = ["service", "transaction", "env", "version", "from", "to"];
+
+async fn latency(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = FILTER
+        .iter()
+        .copied()
+        .chain(["step", "apdex_t_ms"])
+        .collect();
+    let p = Params::new(raw, &allowed)?;
+    let config = Arc::clone(state.pipeline.config());
+    let now = now_ms();
+    let range = p.range(now)?;
+    let step = p.seconds("step")?.map(|s| s * 1000);
+    let apdex_t_ms = p
+        .non_negative("apdex_t_ms")?
+        .unwrap_or(config.query.apdex_t_ms);
+    if apdex_t_ms <= 0.0 {
+        return Err(ApiError::invalid(
+            "query parameter `apdex_t_ms` must be above 0",
+        ));
+    }
+    let filter = p.filter();
+    let windows = range.windows(&config.aggregation, now, step);
+    let step_ms = range::step_ms(&windows, step);
+    if (windows.to_ms - windows.from_ms) / step_ms > 10_000 {
+        return Err(ApiError::invalid(
+            "too many points: use a larger `step` or a shorter range",
+        ));
+    }
+    let pipeline = state.pipeline;
+    let body = blocking(move || {
+        query::latency(
+            pipeline.store().as_ref(),
+            &filter,
+            &windows,
+            step_ms,
+            apdex_t_ms,
+        )
+    })
+    .await?;
+    Ok(Json(body).into_response())
+}
+
+async fn histogram(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::new(raw, &FILTER)?;
+    let config = Arc::clone(state.pipeline.config());
+    let now = now_ms();
+    let windows = p.range(now)?.windows(&config.aggregation, now, None);
+    let filter = p.filter();
+    let pipeline = state.pipeline;
+    let body =
+        blocking(move || query::histogram(pipeline.store().as_ref(), &filter, &windows)).await?;
+    Ok(Json(body).into_response())
+}
+
+async fn transactions(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let allowed: Vec<&str> = FILTER
+        .iter()
+        .copied()
+        .chain(["min_ms", "max_ms", "errors", "limit"])
+        .collect();
+    let p = Params::new(raw, &allowed)?;
+    let config = Arc::clone(state.pipeline.config());
+    let max = config.query.max_transactions;
+    let limit = p.positive("limit")?.unwrap_or(100);
+    if limit > max as u64 {
+        return Err(ApiError::invalid(format!(
+            "query parameter `limit`: at most {max} (query.max_transactions)"
+        )));
+    }
+    let search = query::TransactionSearch {
+        filter: p.filter(),
+        range: p.range(now_ms())?,
+        min_ms: p.non_negative("min_ms")?,
+        max_ms: p.non_negative("max_ms")?,
+        error: p.boolean("errors")?,
+        limit: usize::try_from(limit).unwrap_or(max),
+    };
+    if let (Some(min), Some(max)) = (search.min_ms, search.max_ms)
+        && min > max
+    {
+        return Err(ApiError::invalid("`min_ms` must not be above `max_ms`"));
+    }
+    let pipeline = state.pipeline;
+    let body = blocking(move || query::transactions(pipeline.store().as_ref(), &search)).await?;
+    Ok(Json(body).into_response())
+}
+
+async fn trace(
+    State(state): State<AppState>,
+    Path(trace_id): Path<String>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::new(raw, &[])?;
+    let id = model::parse_hex::<16>(&trace_id)
+        .ok_or_else(|| ApiError::invalid(format!("trace id {trace_id:?} is not 32 hex digits")))?;
+    let pipeline = state.pipeline;
+    let body = blocking(move || query::trace(pipeline.store().as_ref(), &id)).await?;
+    Ok(Json(body).into_response())
+}
+
+async fn breakdown(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::new(raw, &FILTER)?;
+    let config = Arc::clone(state.pipeline.config());
+    let now = now_ms();
+    let windows = p.range(now)?.windows(&config.aggregation, now, None);
+    let filter = p.filter();
+    let pipeline = state.pipeline;
+    let body =
+        blocking(move || query::breakdown(pipeline.store().as_ref(), &filter, &windows)).await?;
+    Ok(Json(body).into_response())
+}

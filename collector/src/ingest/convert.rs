@@ -1,0 +1,287 @@
+//! OTLP trace data → validated [`Span`]s, with a count and a reason for every rejected span.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use headlight_proto::otlp::collector::ExportTraceServiceRequest;
+use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value::Value};
+
+use crate::config::LimitsConfig;
+use crate::model::{self, Span, SpanKind};
+
+/// Why a span was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Trace id missing, not 16 bytes, or all zero.
+    InvalidTraceId,
+    /// Span id missing, not 8 bytes, or all zero.
+    InvalidSpanId,
+    /// End time before start time.
+    EndBeforeStart,
+    /// Longer than `limits.max_span_duration_ms`.
+    AbsurdDuration,
+    /// Ends before the raw retention horizon.
+    OutsideRetention,
+    /// Ends more than `limits.max_future_skew_ms` in the future.
+    InFuture,
+}
+
+impl RejectReason {
+    /// A short lowercase description, also the `reason` label in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidTraceId => "invalid trace id",
+            Self::InvalidSpanId => "invalid span id",
+            Self::EndBeforeStart => "end before start",
+            Self::AbsurdDuration => "duration over the limit",
+            Self::OutsideRetention => "older than retention",
+            Self::InFuture => "too far in the future",
+        }
+    }
+}
+
+/// The outcome of converting one export request.
+#[derive(Debug, Default)]
+pub struct Converted {
+    /// The valid spans.
+    pub spans: Vec<Span>,
+    /// Rejected spans by reason.
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// The first rejected span, to name in the message.
+    first_rejected: Option<(String, RejectReason)>,
+}
+
+impl Converted {
+    /// Total rejected spans.
+    pub fn rejected_count(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+
+    /// A message for OTLP partial success, e.g.
+    /// `rejected 2 of 10 spans: 1 end before start, 1 too far in the future (first: span "GET /")`;
+    /// empty when nothing was rejected.
+    pub fn message(&self) -> String {
+        let rejected = self.rejected_count();
+        if rejected == 0 {
+            return String::new();
+        }
+        let total = rejected + self.spans.len() as u64;
+        let mut message = format!("rejected {rejected} of {total} spans: ");
+        for (i, (reason, n)) in self.rejected.iter().enumerate() {
+            if i > 0 {
+                message.push_str(", ");
+            }
+            let _ = write!(message, "{n} {}", reason.as_str());
+        }
+        if let Some((name, reason)) = &self.first_rejected {
+            let _ = write!(message, " (first: span {name:?}, {})", reason.as_str());
+        }
+        message
+    }
+}
+
+/// The time bounds a span must end within, unix ns.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeBounds {
+    /// Earliest accepted end.
+    pub oldest_end_ns: i64,
+    /// Latest accepted end.
+    pub latest_end_ns: i64,
+    /// Longest accepted duration.
+    pub max_duration_ns: i64,
+}
+
+impl TimeBounds {
+    /// Bounds for `now_ns` from the limits and the raw retention.
+    pub fn new(now_ns: i64, limits: &LimitsConfig, raw_retention_ms: i64) -> Self {
+        let ms = 1_000_000_i64;
+        Self {
+            oldest_end_ns: now_ns.saturating_sub(raw_retention_ms.saturating_mul(ms)),
+            latest_end_ns: now_ns.saturating_add(
+                i64::try_from(limits.max_future_skew_ms)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(ms),
+            ),
+            max_duration_ns: i64::try_from(limits.max_span_duration_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(ms),
+        }
+    }
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    let value = attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
+    match value {
+        Value::StringValue(s) => Some(s.clone()),
+        Value::IntValue(i) => Some(i.to_string()),
+        Value::BoolValue(b) => Some(b.to_string()),
+        Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
+    let value = attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?;
+    match value {
+        Value::IntValue(i) => Some(*i),
+        Value::StringValue(s) => s.parse().ok(),
+        Value::DoubleValue(d) if d.is_finite() => Some(*d as i64),
+        _ => None,
+    }
+}
+
+fn json_value(value: Option<&AnyValue>, max_len: usize, depth: usize) -> serde_json::Value {
+    use serde_json::Value as J;
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return J::Null;
+    };
+    if depth > 8 {
+        return J::String("…".to_owned());
+    }
+    match value {
+        Value::StringValue(s) => J::String(truncate(s, max_len)),
+        Value::BoolValue(b) => J::Bool(*b),
+        Value::IntValue(i) => J::from(*i),
+        Value::DoubleValue(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+        Value::BytesValue(b) => J::String(truncate(&model::hex(b), max_len)),
+        Value::ArrayValue(a) => J::Array(
+            a.values
+                .iter()
+                .take(64)
+                .map(|v| json_value(Some(v), max_len, depth + 1))
+                .collect(),
+        ),
+        Value::KvlistValue(kv) => J::Object(
+            kv.values
+                .iter()
+                .take(64)
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        json_value(kv.value.as_ref(), max_len, depth + 1),
+                    )
+                })
+                .collect(),
+        ),
+        // An index into a profiles string table: meaningless without the table.
+        Value::StringValueStrindex(_) => J::Null,
+    }
+}
+
+fn truncate(s: &str, max_len: usize) -> String {
+    if s.len() <= max_len {
+        return s.to_owned();
+    }
+    let mut end = max_len;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
+    let id: [u8; N] = bytes.try_into().ok()?;
+    (id != [0; N]).then_some(id)
+}
+
+/// Converts a request, validating every span against the bounds and limits.
+pub fn convert(
+    request: &ExportTraceServiceRequest,
+    bounds: TimeBounds,
+    limits: &LimitsConfig,
+) -> Converted {
+    let mut out = Converted::default();
+    for resource_spans in &request.resource_spans {
+        let resource: &[KeyValue] = resource_spans
+            .resource
+            .as_ref()
+            .map_or(&[], |r| r.attributes.as_slice());
+        let service =
+            string_attribute(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
+        let environment = string_attribute(resource, "deployment.environment.name")
+            .or_else(|| string_attribute(resource, "deployment.environment"))
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let version = string_attribute(resource, "service.version")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        for scope_spans in &resource_spans.scope_spans {
+            for span in &scope_spans.spans {
+                let start_ns = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
+                let end_ns = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
+                let reason = match (id::<16>(&span.trace_id), id::<8>(&span.span_id)) {
+                    (None, _) => Some(RejectReason::InvalidTraceId),
+                    (_, None) => Some(RejectReason::InvalidSpanId),
+                    _ if end_ns < start_ns => Some(RejectReason::EndBeforeStart),
+                    _ if end_ns < bounds.oldest_end_ns => Some(RejectReason::OutsideRetention),
+                    _ if end_ns > bounds.latest_end_ns => Some(RejectReason::InFuture),
+                    _ if end_ns - start_ns > bounds.max_duration_ns => {
+                        Some(RejectReason::AbsurdDuration)
+                    }
+                    _ => None,
+                };
+                if let Some(reason) = reason {
+                    *out.rejected.entry(reason).or_default() += 1;
+                    out.first_rejected
+                        .get_or_insert_with(|| (truncate(&span.name, 80), reason));
+                    continue;
+                }
+                let (Some(trace_id), Some(span_id)) = (id(&span.trace_id), id(&span.span_id))
+                else {
+                    continue; // unreachable: checked above
+                };
+                let parent_span_id = id::<8>(&span.parent_span_id);
+                let kind = SpanKind::from_otlp(span.kind);
+                let attributes = &span.attributes;
+                let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
+                let http_status = int_attribute(attributes, "http.response.status_code")
+                    .or_else(|| int_attribute(attributes, "http.status_code"));
+                let transaction =
+                    model::is_transaction(kind, parent_span_id.is_some()).then(|| {
+                        let name = model::transaction_name(&span.name, |k| {
+                            string_attribute(attributes, k)
+                        });
+                        truncate(&name, 512)
+                    });
+                let attributes = attributes
+                    .iter()
+                    .take(limits.max_attributes_per_span)
+                    .map(|kv| {
+                        (
+                            truncate(&kv.key, 256),
+                            json_value(kv.value.as_ref(), limits.max_attribute_value_bytes, 0),
+                        )
+                    })
+                    .collect();
+                out.spans.push(Span {
+                    trace_id,
+                    span_id,
+                    parent_span_id,
+                    service: service.clone(),
+                    environment: environment.clone(),
+                    version: version.clone(),
+                    name: truncate(&span.name, 512),
+                    kind,
+                    start_ns,
+                    end_ns,
+                    error: model::is_error(kind, status_error, http_status),
+                    transaction,
+                    attributes,
+                });
+            }
+        }
+    }
+    out
+}

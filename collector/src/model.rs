@@ -1,0 +1,276 @@
+//! The data model of design.md §3: spans, transactions, series.
+
+use std::fmt;
+
+/// A 16-byte trace id.
+pub type TraceId = [u8; 16];
+/// An 8-byte span id.
+pub type SpanId = [u8; 8];
+
+/// The series a transaction is counted in: `(service, environment, version, transaction)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    /// `service.name`.
+    pub service: String,
+    /// `deployment.environment.name` (or the older `deployment.environment`), else `default`.
+    pub environment: String,
+    /// `service.version`, else `unknown`.
+    pub version: String,
+    /// The transaction name (see [`transaction_name`]), or [`OVERFLOW_TRANSACTION`].
+    pub transaction: String,
+}
+
+/// The transaction name that collects a service's transactions beyond its cardinality cap.
+pub const OVERFLOW_TRANSACTION: &str = "other";
+
+/// A series' stable id: a 64-bit FNV-1a hash of its key, so every collector sharing a store
+/// agrees on it without coordination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(pub i64);
+
+impl SeriesKey {
+    /// Returns the series' stable id.
+    pub fn id(&self) -> SeriesId {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [
+            &self.service,
+            &self.environment,
+            &self.version,
+            &self.transaction,
+        ] {
+            for byte in part.bytes().chain(std::iter::once(0xff)) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        SeriesId(i64::from_ne_bytes(hash.to_ne_bytes()))
+    }
+}
+
+/// OTLP span kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SpanKind {
+    /// Unspecified (treated like internal).
+    Unspecified,
+    /// Internal operation.
+    Internal,
+    /// Handles a remote request.
+    Server,
+    /// Makes a remote request.
+    Client,
+    /// Sends a message.
+    Producer,
+    /// Handles a message.
+    Consumer,
+}
+
+impl SpanKind {
+    /// Maps the OTLP enum value; unknown values are `Unspecified`.
+    pub fn from_otlp(value: i32) -> Self {
+        match value {
+            1 => Self::Internal,
+            2 => Self::Server,
+            3 => Self::Client,
+            4 => Self::Producer,
+            5 => Self::Consumer,
+            _ => Self::Unspecified,
+        }
+    }
+
+    /// The lowercase name used in the API (`server`, `client`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::Internal => "internal",
+            Self::Server => "server",
+            Self::Client => "client",
+            Self::Producer => "producer",
+            Self::Consumer => "consumer",
+        }
+    }
+
+    /// Parses [`SpanKind::as_str`] back.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "unspecified" => Self::Unspecified,
+            "internal" => Self::Internal,
+            "server" => Self::Server,
+            "client" => Self::Client,
+            "producer" => Self::Producer,
+            "consumer" => Self::Consumer,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for SpanKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One validated span, as the collector keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Span {
+    /// Trace id.
+    pub trace_id: TraceId,
+    /// Span id.
+    pub span_id: SpanId,
+    /// Parent span id; `None` for a root.
+    pub parent_span_id: Option<SpanId>,
+    /// Resource `service.name`.
+    pub service: String,
+    /// Resource environment (see [`SeriesKey::environment`]).
+    pub environment: String,
+    /// Resource `service.version` or `unknown`.
+    pub version: String,
+    /// Span name.
+    pub name: String,
+    /// Span kind.
+    pub kind: SpanKind,
+    /// Start, unix ns.
+    pub start_ns: i64,
+    /// End, unix ns (≥ start).
+    pub end_ns: i64,
+    /// Error per design.md §3.
+    pub error: bool,
+    /// The transaction name if this span is a transaction, else `None`.
+    pub transaction: Option<String>,
+    /// Span attributes as a JSON object (string keys, JSON values), truncated per limits.
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Span {
+    /// Duration in µs, at least 1 (the histograms' lowest value).
+    pub fn duration_us(&self) -> u64 {
+        let ns = self.end_ns.saturating_sub(self.start_ns).max(0);
+        (ns.unsigned_abs() / 1000).max(1)
+    }
+
+    /// End in unix ms.
+    pub fn end_ms(&self) -> i64 {
+        self.end_ns.div_euclid(1_000_000)
+    }
+}
+
+/// Returns the transaction name of a transaction span: `"{method} {route}"` when both the
+/// method (`http.request.method`, or the older `http.method`) and `http.route` exist, else
+/// `"{rpc.service}/{rpc.method}"`, else the span name.
+pub fn transaction_name(span_name: &str, attribute: impl Fn(&str) -> Option<String>) -> String {
+    let method = attribute("http.request.method").or_else(|| attribute("http.method"));
+    if let (Some(method), Some(route)) = (method, attribute("http.route")) {
+        return format!("{method} {route}");
+    }
+    if let (Some(service), Some(method)) = (attribute("rpc.service"), attribute("rpc.method")) {
+        return format!("{service}/{method}");
+    }
+    span_name.to_owned()
+}
+
+/// Returns whether a span is a transaction: kind SERVER or CONSUMER, or no parent (local root).
+pub fn is_transaction(kind: SpanKind, has_parent: bool) -> bool {
+    matches!(kind, SpanKind::Server | SpanKind::Consumer) || !has_parent
+}
+
+/// Returns whether a span is an error: status ERROR, or a server span whose HTTP status is ≥ 500.
+pub fn is_error(kind: SpanKind, status_error: bool, http_status: Option<i64>) -> bool {
+    status_error || (kind == SpanKind::Server && http_status.is_some_and(|code| code >= 500))
+}
+
+/// Lowercase hex of an id.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Parses lowercase or uppercase hex into exactly `N` bytes.
+pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != N * 2 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn names_follow_the_design_rules() {
+        let http = attrs(&[
+            ("http.request.method", "GET"),
+            ("http.route", "/users/{id}"),
+        ]);
+        assert_eq!(transaction_name("GET", http), "GET /users/{id}");
+        let old = attrs(&[("http.method", "POST"), ("http.route", "/orders")]);
+        assert_eq!(transaction_name("POST", old), "POST /orders");
+        let no_route = attrs(&[("http.request.method", "GET")]);
+        assert_eq!(transaction_name("GET", no_route), "GET");
+        let rpc = attrs(&[("rpc.service", "shop.Cart"), ("rpc.method", "Add")]);
+        assert_eq!(transaction_name("x", rpc), "shop.Cart/Add");
+        assert_eq!(transaction_name("job.run", attrs(&[])), "job.run");
+    }
+
+    #[test]
+    fn transactions_and_errors_follow_the_design_rules() {
+        assert!(is_transaction(SpanKind::Server, true));
+        assert!(is_transaction(SpanKind::Consumer, true));
+        assert!(is_transaction(SpanKind::Internal, false));
+        assert!(!is_transaction(SpanKind::Client, true));
+        assert!(is_error(SpanKind::Internal, true, None));
+        assert!(is_error(SpanKind::Server, false, Some(503)));
+        assert!(!is_error(SpanKind::Server, false, Some(404)));
+        assert!(!is_error(SpanKind::Client, false, Some(500)));
+    }
+
+    #[test]
+    fn series_ids_are_stable_and_distinct() {
+        let key = |t: &str| SeriesKey {
+            service: "shop".into(),
+            environment: "default".into(),
+            version: "1".into(),
+            transaction: t.into(),
+        };
+        assert_eq!(key("a").id(), key("a").id());
+        assert_ne!(key("a").id(), key("b").id());
+        // field boundaries matter: ("ab","c") differs from ("a","bc")
+        let a = SeriesKey {
+            service: "ab".into(),
+            environment: "c".into(),
+            ..key("x")
+        };
+        let b = SeriesKey {
+            service: "a".into(),
+            environment: "bc".into(),
+            ..key("x")
+        };
+        assert_ne!(a.id(), b.id());
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let id = [0xab_u8, 0x01, 0xff, 0, 1, 2, 3, 4];
+        assert_eq!(hex(&id), "ab01ff0001020304");
+        assert_eq!(parse_hex::<8>("ab01ff0001020304"), Some(id));
+        assert_eq!(parse_hex::<8>("AB01FF0001020304"), Some(id));
+        assert_eq!(parse_hex::<8>("ab01"), None);
+        assert_eq!(parse_hex::<8>("zz01ff0001020304"), None);
+    }
+}

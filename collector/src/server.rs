@@ -1,0 +1,225 @@
+//! Runs the collector: the three listeners, the flusher and the retention pass.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{AppState, app};
+use crate::ingest;
+use crate::pipeline::Pipeline;
+use crate::store::{SqliteStore, Store, StoreError};
+
+/// How often the retention pass runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Why the collector could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not bind.
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A running collector. Dropping it without [`Server::shutdown`] stops the listeners but skips
+/// the final flush.
+#[derive(Debug)]
+pub struct Server {
+    /// The bound OTLP/gRPC address.
+    pub otlp_grpc: SocketAddr,
+    /// The bound OTLP/HTTP address.
+    pub otlp_http: SocketAddr,
+    /// The bound API/UI address.
+    pub http: SocketAddr,
+    pipeline: Arc<Pipeline>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // Ends when the flag turns true or the sender is gone.
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Server {
+    /// Opens the embedded store in `config.data_dir` and starts the collector.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store open task failed: {e}")))??;
+        Self::start_with_store(config, Arc::new(store)).await
+    }
+
+    /// Starts the collector over a given store.
+    pub async fn start_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let pipeline = {
+            let config = Arc::clone(&config);
+            tokio::task::spawn_blocking(move || Pipeline::new(config, store))
+                .await
+                .map_err(|e| StoreError::Backend(format!("startup task failed: {e}")))??
+        };
+        let pipeline = Arc::new(pipeline);
+        let grpc_listener = bind("otlp_grpc", config.listen.otlp_grpc).await?;
+        let otlp_http_listener = bind("otlp_http", config.listen.otlp_http).await?;
+        let http_listener = bind("http", config.listen.http).await?;
+        let local = |l: &TcpListener, what, addr| {
+            l.local_addr()
+                .map_err(|source| StartError::Bind { what, addr, source })
+        };
+        let otlp_grpc = local(&grpc_listener, "otlp_grpc", config.listen.otlp_grpc)?;
+        let otlp_http = local(&otlp_http_listener, "otlp_http", config.listen.otlp_http)?;
+        let http = local(&http_listener, "http", config.listen.http)?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let grpc = tonic::transport::Server::builder()
+            .layer(tower::util::MapResponseLayer::new(
+                ingest::grpc::oversize_to_resource_exhausted,
+            ))
+            .add_service(ingest::grpc::OtlpGrpc::service(Arc::clone(&pipeline)))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                stopped(stop_rx.clone()),
+            );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = grpc.await {
+                tracing::error!(error = %e, "otlp grpc server failed");
+            }
+        }));
+        let otlp_router = ingest::http::router(Arc::clone(&pipeline));
+        let otlp_stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(otlp_http_listener, otlp_router)
+                .with_graceful_shutdown(otlp_stop)
+                .await
+            {
+                tracing::error!(error = %e, "otlp http server failed");
+            }
+        }));
+        let api = app(AppState {
+            pipeline: Arc::clone(&pipeline),
+        });
+        let api_stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, api)
+                .with_graceful_shutdown(api_stop)
+                .await
+            {
+                tracing::error!(error = %e, "http api server failed");
+            }
+        }));
+        tasks.push(tokio::spawn(flush_loop(
+            Arc::clone(&pipeline),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(retention_loop(Arc::clone(&pipeline), stop_rx)));
+        tracing::info!(%otlp_grpc, %otlp_http, %http, data_dir = %config.data_dir.display(), "headlight collector listening");
+        Ok(Self {
+            otlp_grpc,
+            otlp_http,
+            http,
+            pipeline,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The pipeline, for in-process callers (tests, the demo).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Writes everything aggregated so far to the store now.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let pipeline = Arc::clone(&self.pipeline);
+        tokio::task::spawn_blocking(move || pipeline.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("flush task failed: {e}")))?
+    }
+
+    /// Stops accepting data, lets in-flight requests finish, and flushes to the store.
+    pub async fn shutdown(self) -> Result<(), StoreError> {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            // Listeners end on the stop flag; give in-flight requests a bounded grace period.
+            let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                while !task.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await;
+        }
+        for task in &self.tasks {
+            task.abort();
+        }
+        let pipeline = Arc::clone(&self.pipeline);
+        tokio::task::spawn_blocking(move || pipeline.flush())
+            .await
+            .map_err(|e| StoreError::Backend(format!("final flush task failed: {e}")))?
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn flush_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(pipeline.config().aggregation.flush_interval_ms);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let p = Arc::clone(&pipeline);
+        match tokio::task::spawn_blocking(move || p.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "store write failed; batch kept for retry"),
+            Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+    }
+}
+
+async fn retention_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(RETENTION_EVERY);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let p = Arc::clone(&pipeline);
+        match tokio::task::spawn_blocking(move || p.enforce_retention()).await {
+            Ok(Ok(report)) => tracing::debug!(?report, "retention pass"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}

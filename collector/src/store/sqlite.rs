@@ -1,0 +1,668 @@
+//! The embedded store: SQLite (bundled) in WAL mode, one file `headlight.db` in the data dir.
+//!
+//! Histogram rows are merged on write (read, add, write back in the same transaction), so one
+//! row per series and window remains however often a window is flushed. Breakdown rows add
+//! with an upsert. Spans are keyed by `(trace_id, span_id)`, so a retried export is idempotent.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::{
+    BreakdownDelta, HistogramDelta, RetentionCutoffs, RetentionReport, SeriesFilter, SeriesRecord,
+    Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
+};
+use crate::aggregate::histogram;
+use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version TEXT NOT NULL,
+    txn TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS histograms (
+    series_id INTEGER NOT NULL,
+    resolution_s INTEGER NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    sum_us INTEGER NOT NULL,
+    max_us INTEGER NOT NULL,
+    hist BLOB NOT NULL,
+    err_hist BLOB,
+    PRIMARY KEY (series_id, resolution_s, window_start_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS breakdown (
+    series_id INTEGER NOT NULL,
+    resolution_s INTEGER NOT NULL,
+    window_start_ms INTEGER NOT NULL,
+    operation TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    total_us INTEGER NOT NULL,
+    self_us INTEGER NOT NULL,
+    PRIMARY KEY (series_id, resolution_s, window_start_ms, operation, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS transactions (
+    end_ns INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    series_id INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    span_id BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transactions_by_series ON transactions (series_id, end_ns);
+CREATE INDEX IF NOT EXISTS transactions_by_end ON transactions (end_ns);
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id BLOB NOT NULL,
+    span_id BLOB NOT NULL,
+    parent_span_id BLOB,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    txn TEXT,
+    attributes TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_ns);
+";
+
+/// Most bound parameters in one statement (SQLite allows 32766).
+const MAX_SERIES_PER_QUERY: usize = 30_000;
+/// Read connections kept open for reuse.
+const READ_POOL: usize = 4;
+
+/// The SQLite implementation of [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: std::path::PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `headlight.db` in `dir`, creating the directory too.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let path = dir.join("headlight.db");
+        let writer = Self::connect(&path)?;
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL;")
+            .map_err(backend)?;
+        writer.execute_batch(SCHEMA).map_err(backend)?;
+        let version: Option<String> = writer
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        match version.as_deref().map(str::parse::<i64>) {
+            None => {
+                writer
+                    .execute(
+                        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(backend)?;
+            }
+            Some(Ok(SCHEMA_VERSION)) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "{} has schema version {other:?}; this collector reads {SCHEMA_VERSION}",
+                    path.display()
+                )));
+            }
+        }
+        Ok(Self {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path).map_err(backend)?;
+        // WAL + NORMAL: a committed transaction survives a process crash (kill -9); an OS
+        // crash may lose the last commits. busy_timeout covers the retention pass.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;",
+        )
+        .map_err(backend)?;
+        Ok(conn)
+    }
+
+    fn with_reader<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().map_err(poisoned)?.pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => Self::connect(&self.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.readers.lock().map_err(poisoned)?;
+        if pool.len() < READ_POOL {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+fn poisoned<T>(_: std::sync::PoisonError<T>) -> StoreError {
+    StoreError::Backend("store lock poisoned by a panic".to_owned())
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s
+}
+
+fn write_histogram(
+    tx: &rusqlite::Transaction<'_>,
+    delta: &HistogramDelta,
+) -> Result<(), StoreError> {
+    let existing = tx
+        .query_row(
+            "SELECT count, errors, sum_us, max_us, hist, err_hist FROM histograms
+             WHERE series_id = ?1 AND resolution_s = ?2 AND window_start_ms = ?3",
+            params![delta.series.0, delta.resolution_s, delta.window_start_ms],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Option<Vec<u8>>>(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    let mut merged = delta.clone();
+    if let Some((count, errors, sum_us, max_us, hist, err_hist)) = existing {
+        let stored = HistogramDelta {
+            series: delta.series,
+            resolution_s: delta.resolution_s,
+            window_start_ms: delta.window_start_ms,
+            count: to_u64(count),
+            errors: to_u64(errors),
+            sum_us: to_u64(sum_us),
+            max_us: to_u64(max_us),
+            histogram: histogram::decode(&hist).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            error_histogram: match err_hist {
+                Some(blob) => {
+                    histogram::decode(&blob).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                }
+                None => histogram::new_histogram(),
+            },
+        };
+        merged.merge(&stored);
+    }
+    let err_blob = (merged.errors > 0).then(|| histogram::encode(&merged.error_histogram));
+    tx.execute(
+        "INSERT OR REPLACE INTO histograms
+         (series_id, resolution_s, window_start_ms, count, errors, sum_us, max_us, hist, err_hist)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            merged.series.0,
+            merged.resolution_s,
+            merged.window_start_ms,
+            to_i64(merged.count),
+            to_i64(merged.errors),
+            to_i64(merged.sum_us),
+            to_i64(merged.max_us),
+            histogram::encode(&merged.histogram),
+            err_blob,
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn span_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Span, String)> {
+    let trace: Vec<u8> = r.get(0)?;
+    let span: Vec<u8> = r.get(1)?;
+    let parent: Option<Vec<u8>> = r.get(2)?;
+    let kind: String = r.get(7)?;
+    let attributes: String = r.get(12)?;
+    let mut trace_id = [0u8; 16];
+    let mut span_id = [0u8; 8];
+    if trace.len() == 16 {
+        trace_id.copy_from_slice(&trace);
+    }
+    if span.len() == 8 {
+        span_id.copy_from_slice(&span);
+    }
+    let parent_span_id = parent.filter(|p| p.len() == 8).map(|p| {
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&p);
+        id
+    });
+    Ok((
+        Span {
+            trace_id,
+            span_id,
+            parent_span_id,
+            service: r.get(3)?,
+            environment: r.get(4)?,
+            version: r.get(5)?,
+            name: r.get(6)?,
+            kind: SpanKind::parse(&kind).unwrap_or(SpanKind::Unspecified),
+            start_ns: r.get(8)?,
+            end_ns: r.get(9)?,
+            error: r.get(10)?,
+            transaction: r.get(11)?,
+            attributes: serde_json::Map::new(),
+        },
+        attributes,
+    ))
+}
+
+impl Store for SqliteStore {
+    fn write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn.transaction().map_err(backend)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO series (id, service, environment, version, txn, first_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE
+                     SET first_seen_ms = min(first_seen_ms, excluded.first_seen_ms)",
+                )
+                .map_err(backend)?;
+            for s in &batch.series {
+                stmt.execute(params![
+                    s.id.0,
+                    s.key.service,
+                    s.key.environment,
+                    s.key.version,
+                    s.key.transaction,
+                    s.first_seen_ms
+                ])
+                .map_err(backend)?;
+            }
+        }
+        for delta in &batch.histograms {
+            write_histogram(&tx, delta)?;
+        }
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO breakdown
+                     (series_id, resolution_s, window_start_ms, operation, kind, count, total_us, self_us)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (series_id, resolution_s, window_start_ms, operation, kind)
+                     DO UPDATE SET count = count + excluded.count,
+                                   total_us = total_us + excluded.total_us,
+                                   self_us = self_us + excluded.self_us",
+                )
+                .map_err(backend)?;
+            for b in &batch.breakdown {
+                stmt.execute(params![
+                    b.series.0,
+                    b.resolution_s,
+                    b.window_start_ms,
+                    b.operation,
+                    b.kind.as_str(),
+                    to_i64(b.count),
+                    to_i64(b.total_us),
+                    to_i64(b.self_us)
+                ])
+                .map_err(backend)?;
+            }
+        }
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO transactions (end_ns, duration_us, series_id, error, trace_id, span_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(backend)?;
+            for t in &batch.transactions {
+                stmt.execute(params![
+                    t.end_ns,
+                    to_i64(t.duration_us),
+                    t.series.0,
+                    t.error,
+                    &t.trace_id[..],
+                    &t.span_id[..]
+                ])
+                .map_err(backend)?;
+            }
+        }
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO spans
+                     (trace_id, span_id, parent_span_id, service, environment, version, name, kind,
+                      start_ns, end_ns, error, txn, attributes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(backend)?;
+            for s in &batch.spans {
+                let attributes = serde_json::Value::Object(s.attributes.clone()).to_string();
+                stmt.execute(params![
+                    &s.trace_id[..],
+                    &s.span_id[..],
+                    s.parent_span_id.as_ref().map(|p| &p[..]),
+                    s.service,
+                    s.environment,
+                    s.version,
+                    s.name,
+                    s.kind.as_str(),
+                    s.start_ns,
+                    s.end_ns,
+                    s.error,
+                    s.transaction,
+                    attributes
+                ])
+                .map_err(backend)?;
+            }
+        }
+        tx.commit().map_err(backend)
+    }
+
+    fn series(&self, filter: &SeriesFilter) -> Result<Vec<SeriesRecord>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, service, environment, version, txn, first_seen_ms FROM series
+                     WHERE (?1 IS NULL OR service = ?1) AND (?2 IS NULL OR environment = ?2)
+                       AND (?3 IS NULL OR version = ?3) AND (?4 IS NULL OR txn = ?4)
+                     ORDER BY service, environment, version, txn",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        filter.service,
+                        filter.environment,
+                        filter.version,
+                        filter.transaction
+                    ],
+                    |r| {
+                        Ok(SeriesRecord {
+                            id: SeriesId(r.get(0)?),
+                            key: SeriesKey {
+                                service: r.get(1)?,
+                                environment: r.get(2)?,
+                                version: r.get(3)?,
+                                transaction: r.get(4)?,
+                            },
+                            first_seen_ms: r.get(5)?,
+                        })
+                    },
+                )
+                .map_err(backend)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+        })
+    }
+
+    fn histograms(
+        &self,
+        series: &[SeriesId],
+        resolution_s: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<HistogramDelta>, StoreError> {
+        self.with_reader(|conn| {
+            let mut out = Vec::new();
+            for chunk in series.chunks(MAX_SERIES_PER_QUERY) {
+                let sql = format!(
+                    "SELECT series_id, window_start_ms, count, errors, sum_us, max_us, hist, err_hist
+                     FROM histograms
+                     WHERE resolution_s = ? AND window_start_ms >= ? AND window_start_ms < ?
+                       AND series_id IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut stmt = conn.prepare(&sql).map_err(backend)?;
+                let head = [i64::from(resolution_s), from_ms, to_ms];
+                let args = head.into_iter().chain(chunk.iter().map(|s| s.0));
+                let mut rows = stmt.query(params_from_iter(args)).map_err(backend)?;
+                while let Some(r) = rows.next().map_err(backend)? {
+                    let blob: Vec<u8> = r.get(6).map_err(backend)?;
+                    let err_blob: Option<Vec<u8>> = r.get(7).map_err(backend)?;
+                    let corrupt = |e: histogram::CorruptHistogram| StoreError::Corrupt(e.to_string());
+                    out.push(HistogramDelta {
+                        series: SeriesId(r.get(0).map_err(backend)?),
+                        resolution_s,
+                        window_start_ms: r.get(1).map_err(backend)?,
+                        count: to_u64(r.get(2).map_err(backend)?),
+                        errors: to_u64(r.get(3).map_err(backend)?),
+                        sum_us: to_u64(r.get(4).map_err(backend)?),
+                        max_us: to_u64(r.get(5).map_err(backend)?),
+                        histogram: histogram::decode(&blob).map_err(corrupt)?,
+                        error_histogram: match err_blob {
+                            Some(b) => histogram::decode(&b).map_err(corrupt)?,
+                            None => histogram::new_histogram(),
+                        },
+                    });
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn breakdown(
+        &self,
+        series: &[SeriesId],
+        resolution_s: u32,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<BreakdownDelta>, StoreError> {
+        self.with_reader(|conn| {
+            let mut out = Vec::new();
+            for chunk in series.chunks(MAX_SERIES_PER_QUERY) {
+                let sql = format!(
+                    "SELECT series_id, window_start_ms, operation, kind, count, total_us, self_us
+                     FROM breakdown
+                     WHERE resolution_s = ? AND window_start_ms >= ? AND window_start_ms < ?
+                       AND series_id IN ({})",
+                    placeholders(chunk.len())
+                );
+                let mut stmt = conn.prepare(&sql).map_err(backend)?;
+                let head = [i64::from(resolution_s), from_ms, to_ms];
+                let args = head.into_iter().chain(chunk.iter().map(|s| s.0));
+                let rows = stmt
+                    .query_map(params_from_iter(args), |r| {
+                        let kind: String = r.get(3)?;
+                        Ok(BreakdownDelta {
+                            series: SeriesId(r.get(0)?),
+                            resolution_s,
+                            window_start_ms: r.get(1)?,
+                            operation: r.get(2)?,
+                            kind: SpanKind::parse(&kind).unwrap_or(SpanKind::Unspecified),
+                            count: to_u64(r.get(4)?),
+                            total_us: to_u64(r.get(5)?),
+                            self_us: to_u64(r.get(6)?),
+                        })
+                    })
+                    .map_err(backend)?;
+                for row in rows {
+                    out.push(row.map_err(backend)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn transactions(&self, query: &TransactionQuery) -> Result<Vec<TransactionRecord>, StoreError> {
+        if query.series.is_empty() || query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.with_reader(|conn| {
+            let mut out = Vec::new();
+            for chunk in query.series.chunks(MAX_SERIES_PER_QUERY) {
+                let sql = format!(
+                    "SELECT series_id, end_ns, duration_us, error, trace_id, span_id
+                     FROM transactions
+                     WHERE end_ns >= ? AND end_ns < ? AND duration_us >= ? AND duration_us <= ?
+                       AND (? < 0 OR error = ?) AND series_id IN ({})
+                     ORDER BY end_ns DESC LIMIT ?",
+                    placeholders(chunk.len())
+                );
+                let mut stmt = conn.prepare(&sql).map_err(backend)?;
+                let error_filter = match query.error {
+                    None => -1,
+                    Some(e) => i64::from(e),
+                };
+                let head = [
+                    query.from_ns,
+                    query.to_ns,
+                    to_i64(query.min_us.unwrap_or(0)),
+                    to_i64(query.max_us.unwrap_or(u64::MAX)),
+                    error_filter,
+                    error_filter,
+                ];
+                let args = head
+                    .into_iter()
+                    .chain(chunk.iter().map(|s| s.0))
+                    .chain(std::iter::once(to_i64(query.limit as u64)));
+                let rows = stmt
+                    .query_map(params_from_iter(args), |r| {
+                        let trace: Vec<u8> = r.get(4)?;
+                        let span: Vec<u8> = r.get(5)?;
+                        let mut trace_id = [0u8; 16];
+                        let mut span_id = [0u8; 8];
+                        if trace.len() == 16 {
+                            trace_id.copy_from_slice(&trace);
+                        }
+                        if span.len() == 8 {
+                            span_id.copy_from_slice(&span);
+                        }
+                        Ok(TransactionRecord {
+                            series: SeriesId(r.get(0)?),
+                            end_ns: r.get(1)?,
+                            duration_us: to_u64(r.get(2)?),
+                            error: r.get(3)?,
+                            trace_id,
+                            span_id,
+                        })
+                    })
+                    .map_err(backend)?;
+                for row in rows {
+                    out.push(row.map_err(backend)?);
+                }
+            }
+            out.sort_by_key(|t| std::cmp::Reverse(t.end_ns));
+            out.truncate(query.limit);
+            Ok(out)
+        })
+    }
+
+    fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
+        self.with_reader(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT trace_id, span_id, parent_span_id, service, environment, version, name,
+                            kind, start_ns, end_ns, error, txn, attributes
+                     FROM spans WHERE trace_id = ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([&trace_id[..]], span_from_row)
+                .map_err(backend)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut span, attributes) = row.map_err(backend)?;
+                span.attributes = match serde_json::from_str(&attributes) {
+                    Ok(serde_json::Value::Object(map)) => map,
+                    _ => {
+                        return Err(StoreError::Corrupt(format!(
+                            "span {} has unreadable attributes",
+                            crate::model::hex(&span.span_id)
+                        )));
+                    }
+                };
+                out.push(span);
+            }
+            Ok(out)
+        })
+    }
+
+    fn enforce_retention(&self, cutoffs: &RetentionCutoffs) -> Result<RetentionReport, StoreError> {
+        let conn = self.writer.lock().map_err(poisoned)?;
+        let raw_ns = cutoffs.raw_before_ms.saturating_mul(1_000_000);
+        let histograms = conn
+            .execute(
+                "DELETE FROM histograms WHERE (resolution_s = ?1 AND window_start_ms < ?2)
+                                           OR (resolution_s = ?3 AND window_start_ms < ?4)",
+                params![
+                    cutoffs.raw_resolution_s,
+                    cutoffs.raw_before_ms,
+                    cutoffs.rollup_resolution_s,
+                    cutoffs.rollup_before_ms
+                ],
+            )
+            .map_err(backend)?;
+        let breakdown = conn
+            .execute(
+                "DELETE FROM breakdown WHERE (resolution_s = ?1 AND window_start_ms < ?2)
+                                          OR (resolution_s = ?3 AND window_start_ms < ?4)",
+                params![
+                    cutoffs.raw_resolution_s,
+                    cutoffs.raw_before_ms,
+                    cutoffs.rollup_resolution_s,
+                    cutoffs.rollup_before_ms
+                ],
+            )
+            .map_err(backend)?;
+        let transactions = conn
+            .execute("DELETE FROM transactions WHERE end_ns < ?1", [raw_ns])
+            .map_err(backend)?;
+        let spans = conn
+            .execute("DELETE FROM spans WHERE end_ns < ?1", [raw_ns])
+            .map_err(backend)?;
+        Ok(RetentionReport {
+            histograms: histograms as u64,
+            breakdown: breakdown as u64,
+            transactions: transactions as u64,
+            spans: spans as u64,
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+    }
+}
