@@ -168,7 +168,9 @@ impl Assembler {
             }
             self.evict_over_limit();
         }
-        groups.into_values().collect()
+        let mut groups: Vec<(usize, Assembled)> = groups.into_iter().collect();
+        groups.sort_unstable_by_key(|(owner, _)| *owner);
+        groups.into_iter().map(|(_, group)| group).collect()
     }
 
     fn evict_over_limit(&mut self) {

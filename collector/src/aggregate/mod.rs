@@ -130,9 +130,16 @@ impl Aggregator {
     /// Aggregates validated spans (any order, any traces).
     pub fn apply(&mut self, spans: Vec<Span>, now: Instant) {
         self.stats.spans += spans.len() as u64;
-        let mut by_trace: HashMap<TraceId, Vec<Span>> = HashMap::new();
+        // Traces are processed in the order they first appear in the request, so which names
+        // fill a service's cardinality cap is first come, first served.
+        let mut position: HashMap<TraceId, usize> = HashMap::new();
+        let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
         for span in spans {
-            by_trace.entry(span.trace_id).or_default().push(span);
+            let i = *position.entry(span.trace_id).or_insert_with(|| {
+                by_trace.push((span.trace_id, Vec::new()));
+                by_trace.len() - 1
+            });
+            by_trace[i].1.push(span);
         }
         for (trace_id, spans) in by_trace {
             let assembled = self.assembler.assemble(trace_id, spans, now);
@@ -376,5 +383,152 @@ fn breakdown_delta(
         count: totals.count,
         total_us: totals.total_us,
         self_us: totals.self_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const END_MS: i64 = 1_800_000_005_000;
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, name: &str, start_ms: i64, end_ms: i64) -> Span {
+        Span {
+            trace_id: [trace; 16],
+            span_id: [id; 8],
+            parent_span_id: parent.map(|p| [p; 8]),
+            service: "svc".into(),
+            environment: "default".into(),
+            version: "1".into(),
+            name: name.into(),
+            kind: if parent.is_none() {
+                SpanKind::Server
+            } else {
+                SpanKind::Internal
+            },
+            start_ns: start_ms * 1_000_000,
+            end_ns: end_ms * 1_000_000,
+            error: false,
+            transaction: parent.is_none().then(|| name.to_owned()),
+            attributes: serde_json::Map::new(),
+        }
+    }
+
+    fn aggregator(orphan_wait_ms: u64) -> Aggregator {
+        let config = AggregationConfig {
+            orphan_wait_ms,
+            ..AggregationConfig::default()
+        };
+        Aggregator::new(config, SpanRetentionConfig::default(), &[])
+    }
+
+    fn raw_self_us(batch: &WriteBatch, operation: &str) -> u64 {
+        batch
+            .breakdown
+            .iter()
+            .filter(|b| b.resolution_s == 10 && b.operation == operation)
+            .map(|b| b.self_us)
+            .sum()
+    }
+
+    #[test]
+    fn children_sent_before_their_transaction_wait_for_it() {
+        let mut agg = aggregator(15_000);
+        let now = Instant::now();
+        // grandchild and child arrive first (they end first), the transaction later
+        agg.apply(
+            vec![span(1, 3, Some(2), "db", END_MS - 80, END_MS - 60)],
+            now,
+        );
+        agg.apply(
+            vec![span(1, 2, Some(1), "handler", END_MS - 90, END_MS - 10)],
+            now,
+        );
+        assert_eq!(agg.pending_spans(), 2);
+        assert!(agg.drain().transactions.is_empty());
+        agg.apply(vec![span(1, 1, None, "GET /", END_MS - 100, END_MS)], now);
+        assert_eq!(agg.pending_spans(), 0);
+        let batch = agg.drain();
+        assert_eq!(batch.transactions.len(), 1);
+        assert_eq!(raw_self_us(&batch, "GET /"), 20_000);
+        assert_eq!(raw_self_us(&batch, "handler"), 60_000);
+        assert_eq!(raw_self_us(&batch, "db"), 20_000);
+        assert_eq!(
+            batch.spans.len(),
+            3,
+            "sampled: the whole local subtree is stored"
+        );
+    }
+
+    #[test]
+    fn late_children_join_their_transaction_and_true_orphans_are_dropped() {
+        let mut agg = aggregator(1_000);
+        let t0 = Instant::now();
+        agg.apply(vec![span(1, 1, None, "GET /", END_MS - 100, END_MS)], t0);
+        // a child ending after its transaction (fire and forget), in a later request
+        agg.apply(
+            vec![span(1, 2, Some(9), "async", END_MS - 50, END_MS + 500)],
+            t0,
+        );
+        // a child of a trace whose transaction never comes
+        agg.apply(vec![span(2, 2, Some(1), "lost", END_MS - 50, END_MS)], t0);
+        agg.expire(t0 + Duration::from_millis(500));
+        assert_eq!(agg.pending_spans(), 2, "not yet expired");
+        agg.expire(t0 + Duration::from_millis(1_500));
+        assert_eq!(agg.pending_spans(), 0);
+        let stats = agg.stats();
+        assert_eq!(stats.late_children, 1);
+        assert_eq!(stats.orphans_dropped, 1);
+        let batch = agg.drain();
+        assert_eq!(raw_self_us(&batch, "async"), 550_000);
+        assert_eq!(raw_self_us(&batch, "lost"), 0);
+    }
+
+    #[test]
+    fn pending_children_are_bounded() {
+        let config = AggregationConfig {
+            max_pending_spans: 3,
+            ..AggregationConfig::default()
+        };
+        let mut agg = Aggregator::new(config, SpanRetentionConfig::default(), &[]);
+        let now = Instant::now();
+        for trace in 1..=5u8 {
+            agg.apply(
+                vec![span(trace, 2, Some(1), "child", END_MS - 10, END_MS)],
+                now,
+            );
+        }
+        assert_eq!(agg.pending_spans(), 3);
+        assert_eq!(agg.stats().orphans_dropped, 2);
+    }
+
+    #[test]
+    fn drain_adds_rollups_that_equal_the_raw_windows() {
+        let mut agg = aggregator(15_000);
+        let now = Instant::now();
+        for (i, end) in [END_MS, END_MS + 10_000, END_MS + 20_000]
+            .into_iter()
+            .enumerate()
+        {
+            agg.apply(vec![span(i as u8 + 1, 1, None, "GET /", end - 5, end)], now);
+        }
+        let batch = agg.drain();
+        let raw: Vec<_> = batch
+            .histograms
+            .iter()
+            .filter(|h| h.resolution_s == 10)
+            .collect();
+        let rollup: Vec<_> = batch
+            .histograms
+            .iter()
+            .filter(|h| h.resolution_s == 60)
+            .collect();
+        assert_eq!(raw.len(), 3);
+        assert_eq!(raw.iter().map(|h| h.count).sum::<u64>(), 3);
+        assert_eq!(rollup.iter().map(|h| h.count).sum::<u64>(), 3);
+        assert!(rollup.iter().all(|h| h.window_start_ms % 60_000 == 0));
+        assert!(agg.drain().is_empty(), "drained");
     }
 }

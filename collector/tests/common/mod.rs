@@ -85,4 +85,5 @@ pub fn within_one_percent(what: &str, got: &Value, exact_us: u64) {
         "{what}: got {got} ms, exact {exact} ms"
     );
 }
+pub mod otlp;
 pub mod sdk;

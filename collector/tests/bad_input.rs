@@ -1,0 +1,325 @@
+//! Bad input never crashes or corrupts: invalid spans are rejected with a partial success while
+//! the good spans of the same request are kept; malformed bodies are INVALID_ARGUMENT / 400;
+//! oversize bodies (raw or decompressed) are RESOURCE_EXHAUSTED / 413; bad query parameters
+//! are 400 with the reason.
+
+mod common;
+
+use std::io::Write as _;
+
+use bytes::{Buf as _, BufMut as _};
+use common::otlp::{attr, now_ns, request, server_span};
+use common::{get, get_ok, test_config};
+use headlight_collector::server::Server;
+use headlight_proto::otlp::collector::ExportTraceServiceResponse;
+use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+use prost::Message as _;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::{Code, Status};
+
+const LIMIT: usize = 64 * 1024;
+const SEC: u64 = 1_000_000_000;
+
+async fn start_small(dir: &std::path::Path) -> Server {
+    let mut config = test_config(dir);
+    config.limits.max_request_bytes = LIMIT;
+    Server::start(config).await.unwrap()
+}
+
+async fn count(server: &Server, service: &str) -> u64 {
+    server.flush().await.unwrap();
+    let body = get_ok(server, &format!("/api/v1/latency?service={service}")).await;
+    body["summary"]["count"].as_u64().unwrap()
+}
+
+/// One good transaction and one of each kind of invalid span.
+fn mixed_request(
+    service: &str,
+    first_trace: u8,
+) -> headlight_proto::otlp::collector::ExportTraceServiceRequest {
+    let now = now_ns();
+    let mut end_before_start = server_span(first_trace + 1, "backwards", now - SEC, 0);
+    end_before_start.start_time_unix_nano = now;
+    let mut bad_trace_id = server_span(first_trace + 6, "short id", now - SEC, SEC / 100);
+    bad_trace_id.trace_id = vec![1; 8];
+    request(
+        service,
+        vec![
+            server_span(first_trace, "good", now - 5 * SEC, 20_000_000),
+            end_before_start,
+            server_span(first_trace + 2, "future", now + 3600 * SEC, SEC / 100),
+            server_span(first_trace + 3, "endless", now - SEC, 2 * 3600 * SEC),
+            server_span(
+                first_trace + 4,
+                "ancient",
+                now - 2 * 86_400 * SEC,
+                SEC / 100,
+            ),
+            bad_trace_id,
+        ],
+    )
+}
+
+fn assert_partial_success(response: &ExportTraceServiceResponse) {
+    let partial = response.partial_success.as_ref().expect("partial success");
+    assert_eq!(partial.rejected_spans, 5, "{partial:?}");
+    for reason in [
+        "end before start",
+        "too far in the future",
+        "duration over the limit",
+        "older than retention",
+        "invalid trace id",
+    ] {
+        assert!(
+            partial.error_message.contains(reason),
+            "{reason}: {}",
+            partial.error_message
+        );
+    }
+}
+
+/// Sends raw bytes as the request message, to reach the server's decoder with garbage.
+#[derive(Debug, Clone, Default)]
+struct RawCodec;
+#[derive(Debug)]
+struct Raw;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        let bytes = buf.chunk().to_vec();
+        buf.advance(bytes.len());
+        Ok(Some(bytes))
+    }
+}
+
+async fn raw_grpc(server: &Server, body: Vec<u8>, gzip: bool) -> Result<Vec<u8>, Status> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.otlp_grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    if gzip {
+        grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+    }
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_small(dir.path()).await;
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.otlp_grpc))
+        .await
+        .unwrap()
+        .send_compressed(CompressionEncoding::Gzip);
+
+    let response = client
+        .export(mixed_request("grpc-svc", 10))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_partial_success(&response);
+    assert_eq!(
+        count(&server, "grpc-svc").await,
+        1,
+        "the good span of the request is kept"
+    );
+
+    // Malformed protobuf: field 1 (resource_spans) says 127 bytes follow, but only 2 do.
+    let err = raw_grpc(&server, vec![0x0a, 0x7f, 0x01, 0x02], false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("malformed protobuf"),
+        "{}",
+        err.message()
+    );
+
+    // Oversize, uncompressed: non-retryable RESOURCE_EXHAUSTED.
+    let mut big = request(
+        "grpc-svc",
+        vec![server_span(30, "big", now_ns() - SEC, 1000)],
+    );
+    big.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(attr("blob", &"x".repeat(LIMIT * 2)));
+    let err = raw_grpc(&server, big.encode_to_vec(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
+    // Oversize only after decompression (a small gzip bomb).
+    let err = raw_grpc(&server, big.encode_to_vec(), true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
+    // Nothing else was lost, and the collector still serves.
+    let response = client
+        .export(mixed_request("grpc-svc", 40))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_partial_success(&response);
+    assert_eq!(count(&server, "grpc-svc").await, 2);
+    server.shutdown().await.unwrap();
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn post(server: &Server, content_type: &str, gzipped: bool, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let mut request = reqwest::Client::new()
+        .post(format!("http://{}/v1/traces", server.otlp_http))
+        .header("content-type", content_type);
+    if gzipped {
+        request = request.header("content-encoding", "gzip");
+    }
+    let response = request.body(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_small(dir.path()).await;
+    let protobuf = "application/x-protobuf";
+
+    // Partial success over protobuf, plain and gzip.
+    for (i, gzipped) in [(10u8, false), (20, true)] {
+        let body = mixed_request("http-svc", i).encode_to_vec();
+        let body = if gzipped { gzip(&body) } else { body };
+        let (status, body) = post(&server, protobuf, gzipped, body).await;
+        assert_eq!(status, 200);
+        assert_partial_success(&ExportTraceServiceResponse::decode(&body[..]).unwrap());
+    }
+    // …and over JSON.
+    let json = serde_json::to_vec(&mixed_request("http-svc", 30)).unwrap();
+    let (status, body) = post(&server, "application/json", false, json).await;
+    assert_eq!(status, 200);
+    let response: ExportTraceServiceResponse = serde_json::from_slice(&body).unwrap();
+    assert_partial_success(&response);
+    assert_eq!(
+        count(&server, "http-svc").await,
+        3,
+        "the good span of each request is kept"
+    );
+
+    // Malformed protobuf → 400 with a google.rpc.Status body.
+    let (status, body) = post(&server, protobuf, false, vec![0x0a, 0x7f, 0x01]).await;
+    assert_eq!(status, 400);
+    let rpc_status = tonic_types::Status::decode(&body[..]).unwrap();
+    assert_eq!(rpc_status.code, Code::InvalidArgument as i32);
+    assert!(
+        rpc_status.message.contains("malformed protobuf"),
+        "{}",
+        rpc_status.message
+    );
+
+    // Malformed JSON → 400 with a JSON status.
+    let (status, body) = post(
+        &server,
+        "application/json",
+        false,
+        b"{\"resourceSpans\": [".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], Code::InvalidArgument as i32);
+    assert!(
+        body["message"].as_str().unwrap().contains("malformed json"),
+        "{body}"
+    );
+
+    // Oversize raw, oversize after decompression (gzip bomb), broken gzip, wrong type.
+    let (status, _) = post(&server, protobuf, false, vec![0; LIMIT + 1]).await;
+    assert_eq!(status, 413);
+    let bomb = gzip(&vec![0; LIMIT * 16]);
+    assert!(bomb.len() < LIMIT);
+    let (status, body) = post(&server, protobuf, true, bomb).await;
+    assert_eq!(status, 413);
+    let rpc_status = tonic_types::Status::decode(&body[..]).unwrap();
+    assert_eq!(rpc_status.code, Code::ResourceExhausted as i32);
+    assert!(
+        rpc_status.message.contains("limits.max_request_bytes"),
+        "{}",
+        rpc_status.message
+    );
+    let (status, _) = post(&server, protobuf, true, b"not gzip".to_vec()).await;
+    assert_eq!(status, 400);
+    let (status, _) = post(&server, "text/plain", false, b"hello".to_vec()).await;
+    assert_eq!(status, 415);
+
+    // Nothing that was accepted got lost.
+    assert_eq!(count(&server, "http-svc").await, 3);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_query_parameters_get_400_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_small(dir.path()).await;
+    for (path, needle) in [
+        ("/api/v1/latency?servce=x", "servce"),
+        ("/api/v1/latency?service=x&from=tomorrow", "`from`"),
+        ("/api/v1/latency?service=x&from=2000&to=1000", "before"),
+        ("/api/v1/latency?service=x&step=5x", "`step`"),
+        ("/api/v1/transactions?service=x&limit=0", "`limit`"),
+        ("/api/v1/transactions?service=x&limit=100000", "`limit`"),
+        ("/api/v1/transactions?service=x&errors=perhaps", "`errors`"),
+        ("/api/v1/transactions?service=x&min_ms=-3", "`min_ms`"),
+        ("/api/v1/transactions?service=x&min_ms=9&max_ms=3", "min_ms"),
+        ("/api/v1/traces/xyz", "32 hex digits"),
+        ("/api/v1/breakdown?service=x&to=abc", "`to`"),
+    ] {
+        let (status, body) = get(&server, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_argument");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{path}: {message}");
+    }
+    let (status, body) = get(&server, "/api/v1/traces/0123456789abcdef0123456789abcdef").await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _) = get(&server, "/api/v1/nothing-here").await;
+    assert_eq!(status, 404);
+    let (status, _) = get(&server, "/healthz").await;
+    assert_eq!(status, 200);
+    server.shutdown().await.unwrap();
+}
