@@ -666,3 +666,151 @@ impl Store for SqliteStore {
         self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SpanKind;
+
+    fn delta(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> HistogramDelta {
+        let mut h = histogram::new_histogram();
+        histogram::record(&mut h, 1_000);
+        HistogramDelta {
+            series,
+            resolution_s,
+            window_start_ms,
+            count: 1,
+            errors: 0,
+            sum_us: 1_000,
+            max_us: 1_000,
+            histogram: h,
+            error_histogram: histogram::new_histogram(),
+        }
+    }
+
+    fn span(trace: u8, end_ms: i64) -> Span {
+        Span {
+            trace_id: [trace; 16],
+            span_id: [trace; 8],
+            parent_span_id: None,
+            service: "svc".into(),
+            environment: "default".into(),
+            version: "1".into(),
+            name: "op".into(),
+            kind: SpanKind::Server,
+            start_ns: (end_ms - 1) * 1_000_000,
+            end_ns: end_ms * 1_000_000,
+            error: false,
+            transaction: Some("op".into()),
+            attributes: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn retention_deletes_exactly_what_is_past_each_horizon() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let s = SeriesId(42);
+        let day = 86_400_000;
+        let now = 100 * day;
+        let batch = WriteBatch {
+            histograms: vec![
+                delta(s, 10, now - 2 * day),  // raw, too old
+                delta(s, 10, now - 1000),     // raw, kept
+                delta(s, 60, now - 31 * day), // rollup, too old
+                delta(s, 60, now - 2 * day),  // rollup, kept
+            ],
+            breakdown: vec![BreakdownDelta {
+                series: s,
+                resolution_s: 10,
+                window_start_ms: now - 2 * day,
+                operation: "op".into(),
+                kind: SpanKind::Server,
+                count: 1,
+                total_us: 1,
+                self_us: 1,
+            }],
+            transactions: [now - 2 * day, now - 1000]
+                .iter()
+                .map(|&end| TransactionRecord {
+                    series: s,
+                    end_ns: end * 1_000_000,
+                    duration_us: 1,
+                    error: false,
+                    trace_id: [1; 16],
+                    span_id: [1; 8],
+                })
+                .collect(),
+            spans: vec![span(1, now - 2 * day), span(2, now - 1000)],
+            ..WriteBatch::default()
+        };
+        store.write(&batch).unwrap();
+        let report = store
+            .enforce_retention(&RetentionCutoffs {
+                raw_before_ms: now - day,
+                raw_resolution_s: 10,
+                rollup_before_ms: now - 30 * day,
+                rollup_resolution_s: 60,
+            })
+            .unwrap();
+        assert_eq!(
+            report,
+            RetentionReport {
+                histograms: 2,
+                breakdown: 1,
+                transactions: 1,
+                spans: 1
+            }
+        );
+        let raw = store.histograms(&[s], 10, 0, i64::MAX).unwrap();
+        assert_eq!(
+            raw.iter().map(|r| r.window_start_ms).collect::<Vec<_>>(),
+            [now - 1000]
+        );
+        let rollup = store.histograms(&[s], 60, 0, i64::MAX).unwrap();
+        assert_eq!(
+            rollup.iter().map(|r| r.window_start_ms).collect::<Vec<_>>(),
+            [now - 2 * day]
+        );
+        assert!(store.trace(&[1; 16]).unwrap().is_empty());
+        assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn writing_a_window_twice_adds_up_and_spans_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let s = SeriesId(7);
+        let batch = WriteBatch {
+            histograms: vec![delta(s, 10, 10_000)],
+            spans: vec![span(3, 10_000)],
+            ..WriteBatch::default()
+        };
+        store.write(&batch).unwrap();
+        store.write(&batch).unwrap();
+        let rows = store.histograms(&[s], 10, 0, 20_000).unwrap();
+        assert_eq!(rows.len(), 1, "merged on write");
+        assert_eq!(rows[0].count, 2);
+        assert_eq!(rows[0].histogram.len(), 2);
+        assert_eq!(
+            store.trace(&[3; 16]).unwrap().len(),
+            1,
+            "a retried span is stored once"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("headlight.db")).unwrap();
+        conn.execute(
+            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("schema version"), "{err}");
+    }
+}
