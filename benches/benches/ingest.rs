@@ -48,8 +48,10 @@ fn ingest(c: &mut Criterion) {
     });
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_owned();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).expect("store"));
     let pipeline = Pipeline::new(Arc::new(config), store).expect("pipeline");
     group.bench_function("decode_aggregate_store", |b| {

@@ -26,7 +26,7 @@ fn transaction(i: usize, end_ms: i64, duration_us: u64) -> Span {
         kind: SpanKind::Server,
         start_ns: end_ms * 1_000_000 - duration_us as i64 * 1000,
         end_ns: end_ms * 1_000_000,
-        error: i % 7 == 0,
+        error: i.is_multiple_of(7),
         transaction: Some("op".into()),
         attributes: Default::default(),
     }
@@ -71,7 +71,7 @@ proptest! {
             let mut merged = new_histogram();
             let (mut c, mut e, mut s, mut m) = (0u64, 0u64, 0u64, 0u64);
             for row in &rows {
-                prop_assert_eq!(row.window_start_ms % (i64::from(resolution_s) * 1000), 0);
+                prop_assert_eq!(row.window_start_ms.rem_euclid(i64::from(resolution_s) * 1000), 0);
                 histogram::merge(&mut merged, &row.histogram);
                 c += row.count;
                 e += row.errors;

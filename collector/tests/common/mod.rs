@@ -12,8 +12,10 @@ use serde_json::Value;
 
 /// A config on free loopback ports with the data in `dir`.
 pub fn test_config(dir: &Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.to_owned();
+    let mut config = Config {
+        data_dir: dir.to_owned(),
+        ..Config::default()
+    };
     config.listen.otlp_grpc = "127.0.0.1:0".parse().unwrap();
     config.listen.otlp_http = "127.0.0.1:0".parse().unwrap();
     config.listen.http = "127.0.0.1:0".parse().unwrap();
