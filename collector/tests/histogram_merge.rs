@@ -72,11 +72,11 @@ proptest! {
             let (mut c, mut e, mut s, mut m) = (0u64, 0u64, 0u64, 0u64);
             for row in &rows {
                 prop_assert_eq!(row.window_start_ms.rem_euclid(i64::from(resolution_s) * 1000), 0);
-                histogram::merge(&mut merged, &row.histogram);
-                c += row.count;
-                e += row.errors;
-                s += row.sum_us;
-                m = m.max(row.max_us);
+                histogram::merge(&mut merged, &row.stats.histogram);
+                c += row.stats.count;
+                e += row.stats.errors;
+                s += row.stats.sum_us;
+                m = m.max(row.stats.max_us);
             }
             prop_assert_eq!(&merged, &everything);
             prop_assert_eq!((c, e, s, m), (count, errors, sum_us, max_us));

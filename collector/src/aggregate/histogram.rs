@@ -76,6 +76,62 @@ pub fn quantile_us(histogram: &LatencyHistogram, q: f64) -> u64 {
     histogram.median_equivalent(histogram.value_at_quantile(q))
 }
 
+/// The latency statistics of a set of transactions: the HDR histograms of all and of error
+/// durations, with the exact count, error count, sum and maximum beside them. Adding two of
+/// them is exact, which makes windows, flushes and collectors merge without loss.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyStats {
+    /// Transactions.
+    pub count: u64,
+    /// Error transactions.
+    pub errors: u64,
+    /// Sum of durations, µs (for the exact mean).
+    pub sum_us: u64,
+    /// Largest duration, µs (exact).
+    pub max_us: u64,
+    /// All durations.
+    pub histogram: LatencyHistogram,
+    /// Durations of error transactions only (for Apdex and error heatmaps).
+    pub error_histogram: LatencyHistogram,
+}
+
+impl Default for LatencyStats {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            errors: 0,
+            sum_us: 0,
+            max_us: 0,
+            histogram: new_histogram(),
+            error_histogram: new_histogram(),
+        }
+    }
+}
+
+impl LatencyStats {
+    /// Records one transaction.
+    pub fn record(&mut self, duration_us: u64, error: bool) {
+        self.count += 1;
+        self.sum_us += duration_us;
+        self.max_us = self.max_us.max(duration_us);
+        record(&mut self.histogram, duration_us);
+        if error {
+            self.errors += 1;
+            record(&mut self.error_histogram, duration_us);
+        }
+    }
+
+    /// Adds another set.
+    pub fn merge(&mut self, other: &LatencyStats) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.sum_us += other.sum_us;
+        self.max_us = self.max_us.max(other.max_us);
+        merge(&mut self.histogram, &other.histogram);
+        merge(&mut self.error_histogram, &other.error_histogram);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

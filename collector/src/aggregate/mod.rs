@@ -201,15 +201,10 @@ impl Aggregator {
         let delta = self
             .windows
             .entry((series, window_start_ms))
-            .or_insert_with(|| empty_delta(series, self.config.window_s, window_start_ms));
-        delta.count += 1;
-        delta.sum_us += duration_us;
-        delta.max_us = delta.max_us.max(duration_us);
-        histogram::record(&mut delta.histogram, duration_us);
-        if error {
-            delta.errors += 1;
-            histogram::record(&mut delta.error_histogram, duration_us);
-        }
+            .or_insert_with(|| {
+                HistogramDelta::empty(series, self.config.window_s, window_start_ms)
+            });
+        delta.stats.record(duration_us, error);
         self.stats.transactions += 1;
 
         let state = self.series.entry(series).or_insert_with(SeriesState::new);
@@ -349,20 +344,6 @@ impl SeriesState {
             sampled_window_ms: i64::MIN,
             sampled_in_window: 0,
         }
-    }
-}
-
-fn empty_delta(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> HistogramDelta {
-    HistogramDelta {
-        series,
-        resolution_s,
-        window_start_ms,
-        count: 0,
-        errors: 0,
-        sum_us: 0,
-        max_us: 0,
-        histogram: histogram::new_histogram(),
-        error_histogram: histogram::new_histogram(),
     }
 }
 
@@ -526,8 +507,8 @@ mod tests {
             .filter(|h| h.resolution_s == 60)
             .collect();
         assert_eq!(raw.len(), 3);
-        assert_eq!(raw.iter().map(|h| h.count).sum::<u64>(), 3);
-        assert_eq!(rollup.iter().map(|h| h.count).sum::<u64>(), 3);
+        assert_eq!(raw.iter().map(|h| h.stats.count).sum::<u64>(), 3);
+        assert_eq!(rollup.iter().map(|h| h.stats.count).sum::<u64>(), 3);
         assert!(rollup.iter().all(|h| h.window_start_ms % 60_000 == 0));
         assert!(agg.drain().is_empty(), "drained");
     }

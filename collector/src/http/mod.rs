@@ -16,7 +16,9 @@ use axum::{Json, Router};
 use crate::error::ApiError;
 use crate::model;
 use crate::pipeline::{Pipeline, now_ns};
-use crate::query::{self, range};
+use crate::query;
+use crate::query::range::{self, Windows};
+use crate::store::SeriesFilter;
 use params::Params;
 
 /// What the HTTP handlers share.
@@ -149,15 +151,24 @@ async fn latency(
     Ok(Json(body).into_response())
 }
 
+/// Parses the filter and the range (aligned to windows) shared by `histogram` and `breakdown`.
+fn filter_and_windows(
+    state: &AppState,
+    raw: Vec<(String, String)>,
+) -> Result<(SeriesFilter, Windows), ApiError> {
+    let p = Params::new(raw, &FILTER)?;
+    let now = now_ms();
+    let windows = p
+        .range(now)?
+        .windows(&state.pipeline.config().aggregation, now, None);
+    Ok((p.filter(), windows))
+}
+
 async fn histogram(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::new(raw, &FILTER)?;
-    let config = Arc::clone(state.pipeline.config());
-    let now = now_ms();
-    let windows = p.range(now)?.windows(&config.aggregation, now, None);
-    let filter = p.filter();
+    let (filter, windows) = filter_and_windows(&state, raw)?;
     let pipeline = state.pipeline;
     let body =
         blocking(move || query::histogram(pipeline.store().as_ref(), &filter, &windows)).await?;
@@ -217,11 +228,7 @@ async fn breakdown(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::new(raw, &FILTER)?;
-    let config = Arc::clone(state.pipeline.config());
-    let now = now_ms();
-    let windows = p.range(now)?.windows(&config.aggregation, now, None);
-    let filter = p.filter();
+    let (filter, windows) = filter_and_windows(&state, raw)?;
     let pipeline = state.pipeline;
     let body =
         blocking(move || query::breakdown(pipeline.store().as_ref(), &filter, &windows)).await?;

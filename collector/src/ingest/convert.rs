@@ -109,15 +109,19 @@ impl TimeBounds {
     }
 }
 
-fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
-    let value = attributes
+/// The value of attribute `key`, if present and set.
+fn attribute<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
         .iter()
         .find(|kv| kv.key == key)?
         .value
         .as_ref()?
         .value
-        .as_ref()?;
-    match value {
+        .as_ref()
+}
+
+fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
+    match attribute(attributes, key)? {
         Value::StringValue(s) => Some(s.clone()),
         Value::IntValue(i) => Some(i.to_string()),
         Value::BoolValue(b) => Some(b.to_string()),
@@ -127,14 +131,7 @@ fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
 }
 
 fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    let value = attributes
-        .iter()
-        .find(|kv| kv.key == key)?
-        .value
-        .as_ref()?
-        .value
-        .as_ref()?;
-    match value {
+    match attribute(attributes, key)? {
         Value::IntValue(i) => Some(*i),
         Value::StringValue(s) => s.parse().ok(),
         Value::DoubleValue(d) if d.is_finite() => Some(*d as i64),

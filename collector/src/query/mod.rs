@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::aggregate::histogram::{self, LatencyHistogram};
+use crate::aggregate::histogram::{self, LatencyHistogram, LatencyStats};
 use crate::aggregate::self_time::self_time_ns;
 use crate::config::Config;
 use crate::error::ApiError;
@@ -95,89 +95,47 @@ pub struct Summary {
     pub apdex: Option<f64>,
 }
 
-/// A merged histogram with its exact side counts.
-#[derive(Debug, Clone)]
-pub struct Merged {
-    /// Transactions.
-    pub count: u64,
-    /// Error transactions.
-    pub errors: u64,
-    /// Sum of durations, µs.
-    pub sum_us: u64,
-    /// Largest duration, µs.
-    pub max_us: u64,
-    /// All durations.
-    pub histogram: LatencyHistogram,
-    /// Error durations.
-    pub error_histogram: LatencyHistogram,
-}
-
-impl Default for Merged {
-    fn default() -> Self {
-        Self {
+/// Summarises latency statistics, with Apdex threshold `apdex_t_ms`.
+pub fn summarize(stats: &LatencyStats, apdex_t_ms: f64) -> Summary {
+    if stats.count == 0 {
+        return Summary {
             count: 0,
             errors: 0,
-            sum_us: 0,
-            max_us: 0,
-            histogram: histogram::new_histogram(),
-            error_histogram: histogram::new_histogram(),
-        }
-    }
-}
-
-impl Merged {
-    /// Adds a stored row.
-    pub fn add(&mut self, row: &HistogramDelta) {
-        self.count += row.count;
-        self.errors += row.errors;
-        self.sum_us += row.sum_us;
-        self.max_us = self.max_us.max(row.max_us);
-        histogram::merge(&mut self.histogram, &row.histogram);
-        histogram::merge(&mut self.error_histogram, &row.error_histogram);
-    }
-
-    /// Summarises, with Apdex threshold `apdex_t_ms`.
-    pub fn summary(&self, apdex_t_ms: f64) -> Summary {
-        if self.count == 0 {
-            return Summary {
-                count: 0,
-                errors: 0,
-                error_rate: None,
-                mean_ms: None,
-                p50_ms: None,
-                p90_ms: None,
-                p95_ms: None,
-                p99_ms: None,
-                max_ms: None,
-                apdex: None,
-            };
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
-        let q = |q: f64| Some(ms(histogram::quantile_us(&self.histogram, q)));
-        let t_us = (apdex_t_ms * 1000.0).round() as u64;
-        let within = |h: &LatencyHistogram, high: u64| {
-            if high == 0 {
-                0
-            } else {
-                h.count_between(1, high)
-            }
+            error_rate: None,
+            mean_ms: None,
+            p50_ms: None,
+            p90_ms: None,
+            p95_ms: None,
+            p99_ms: None,
+            max_ms: None,
+            apdex: None,
         };
-        let satisfied = within(&self.histogram, t_us) - within(&self.error_histogram, t_us);
-        let tolerating = (within(&self.histogram, t_us * 4)
-            - within(&self.error_histogram, t_us * 4))
-        .saturating_sub(satisfied);
-        Summary {
-            count: self.count,
-            errors: self.errors,
-            error_rate: Some(self.errors as f64 / self.count as f64),
-            mean_ms: Some(self.sum_us as f64 / self.count as f64 / 1000.0),
-            p50_ms: q(0.50),
-            p90_ms: q(0.90),
-            p95_ms: q(0.95),
-            p99_ms: q(0.99),
-            max_ms: Some(ms(self.max_us)),
-            apdex: Some((satisfied as f64 + tolerating as f64 / 2.0) / self.count as f64),
+    }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let q = |q: f64| Some(ms(histogram::quantile_us(&stats.histogram, q)));
+    let t_us = (apdex_t_ms * 1000.0).round() as u64;
+    let within = |h: &LatencyHistogram, high: u64| {
+        if high == 0 {
+            0
+        } else {
+            h.count_between(1, high)
         }
+    };
+    let satisfied = within(&stats.histogram, t_us) - within(&stats.error_histogram, t_us);
+    let tolerating = (within(&stats.histogram, t_us * 4)
+        - within(&stats.error_histogram, t_us * 4))
+    .saturating_sub(satisfied);
+    Summary {
+        count: stats.count,
+        errors: stats.errors,
+        error_rate: Some(stats.errors as f64 / stats.count as f64),
+        mean_ms: Some(stats.sum_us as f64 / stats.count as f64 / 1000.0),
+        p50_ms: q(0.50),
+        p90_ms: q(0.90),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        max_ms: Some(ms(stats.max_us)),
+        apdex: Some((satisfied as f64 + tolerating as f64 / 2.0) / stats.count as f64),
     }
 }
 
@@ -244,25 +202,25 @@ pub fn latency(
     apdex_t_ms: f64,
 ) -> Result<LatencyResponse, ApiError> {
     let rows = rows_for(store, filter, windows)?;
-    let mut total = Merged::default();
+    let mut total = LatencyStats::default();
     let buckets =
         usize::try_from((windows.to_ms - windows.from_ms + step_ms - 1) / step_ms).unwrap_or(0);
-    let mut points: Vec<Merged> = (0..buckets).map(|_| Merged::default()).collect();
+    let mut points: Vec<LatencyStats> = (0..buckets).map(|_| LatencyStats::default()).collect();
     for row in &rows {
-        total.add(row);
+        total.merge(&row.stats);
         let i = usize::try_from((row.window_start_ms - windows.from_ms) / step_ms).unwrap_or(0);
         if let Some(point) = points.get_mut(i) {
-            point.add(row);
+            point.merge(&row.stats);
         }
     }
     Ok(LatencyResponse {
-        summary: total.summary(apdex_t_ms),
+        summary: summarize(&total, apdex_t_ms),
         points: points
             .iter()
             .enumerate()
             .map(|(i, m)| Point {
                 t: windows.from_ms + i as i64 * step_ms,
-                summary: m.summary(apdex_t_ms),
+                summary: summarize(m, apdex_t_ms),
             })
             .collect(),
         from: windows.from_ms,
@@ -296,9 +254,9 @@ pub fn histogram(
     filter: &SeriesFilter,
     windows: &Windows,
 ) -> Result<HistogramResponse, ApiError> {
-    let mut merged = Merged::default();
+    let mut merged = LatencyStats::default();
     for row in rows_for(store, filter, windows)? {
-        merged.add(&row);
+        merged.merge(&row.stats);
     }
     let buckets = merged
         .histogram
@@ -528,7 +486,7 @@ pub fn breakdown(
             windows.to_ms,
         )?
         .iter()
-        .map(|r| r.count)
+        .map(|r| r.stats.count)
         .sum();
     let mut totals: BTreeMap<(String, &'static str), (u64, u64, u64)> = BTreeMap::new();
     for row in store.breakdown(

@@ -10,7 +10,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::aggregate::histogram::LatencyHistogram;
+use crate::aggregate::histogram::LatencyStats;
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// A store failure. Callers keep the data and retry writes; reads become `503`.
@@ -33,33 +33,28 @@ pub struct HistogramDelta {
     pub resolution_s: u32,
     /// Window start, unix ms, aligned to `resolution_s`.
     pub window_start_ms: i64,
-    /// Transactions counted.
-    pub count: u64,
-    /// Error transactions counted.
-    pub errors: u64,
-    /// Sum of durations, µs (for the exact mean).
-    pub sum_us: u64,
-    /// Largest duration, µs (exact).
-    pub max_us: u64,
-    /// All durations.
-    pub histogram: LatencyHistogram,
-    /// Durations of error transactions only (for Apdex and error heatmaps).
-    pub error_histogram: LatencyHistogram,
+    /// The transactions of the window.
+    pub stats: LatencyStats,
 }
 
 impl HistogramDelta {
+    /// An empty delta for a series and window.
+    pub fn empty(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> Self {
+        Self {
+            series,
+            resolution_s,
+            window_start_ms,
+            stats: LatencyStats::default(),
+        }
+    }
+
     /// Adds another delta of the same series and window.
     pub fn merge(&mut self, other: &HistogramDelta) {
         debug_assert_eq!(
             (self.series, self.resolution_s, self.window_start_ms),
             (other.series, other.resolution_s, other.window_start_ms)
         );
-        self.count += other.count;
-        self.errors += other.errors;
-        self.sum_us += other.sum_us;
-        self.max_us = self.max_us.max(other.max_us);
-        crate::aggregate::histogram::merge(&mut self.histogram, &other.histogram);
-        crate::aggregate::histogram::merge(&mut self.error_histogram, &other.error_histogram);
+        self.stats.merge(&other.stats);
     }
 }
 

@@ -13,7 +13,7 @@ use super::{
     BreakdownDelta, HistogramDelta, RetentionCutoffs, RetentionReport, SeriesFilter, SeriesRecord,
     Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
 };
-use crate::aggregate::histogram;
+use crate::aggregate::histogram::{self, LatencyStats};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -215,25 +215,16 @@ fn write_histogram(
         )
         .optional()
         .map_err(backend)?;
-    let mut merged = delta.clone();
+    let mut merged = delta.stats.clone();
     if let Some((count, errors, sum_us, max_us, hist, err_hist)) = existing {
-        let stored = HistogramDelta {
-            series: delta.series,
-            resolution_s: delta.resolution_s,
-            window_start_ms: delta.window_start_ms,
-            count: to_u64(count),
-            errors: to_u64(errors),
-            sum_us: to_u64(sum_us),
-            max_us: to_u64(max_us),
-            histogram: histogram::decode(&hist).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            error_histogram: match err_hist {
-                Some(blob) => {
-                    histogram::decode(&blob).map_err(|e| StoreError::Corrupt(e.to_string()))?
-                }
-                None => histogram::new_histogram(),
-            },
-        };
-        merged.merge(&stored);
+        merged.merge(&stats_from_row(
+            count,
+            errors,
+            sum_us,
+            max_us,
+            &hist,
+            err_hist.as_deref(),
+        )?);
     }
     let err_blob = (merged.errors > 0).then(|| histogram::encode(&merged.error_histogram));
     tx.execute(
@@ -241,9 +232,9 @@ fn write_histogram(
          (series_id, resolution_s, window_start_ms, count, errors, sum_us, max_us, hist, err_hist)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
-            merged.series.0,
-            merged.resolution_s,
-            merged.window_start_ms,
+            delta.series.0,
+            delta.resolution_s,
+            delta.window_start_ms,
             to_i64(merged.count),
             to_i64(merged.errors),
             to_i64(merged.sum_us),
@@ -254,6 +245,28 @@ fn write_histogram(
     )
     .map_err(backend)?;
     Ok(())
+}
+
+fn stats_from_row(
+    count: i64,
+    errors: i64,
+    sum_us: i64,
+    max_us: i64,
+    hist: &[u8],
+    err_hist: Option<&[u8]>,
+) -> Result<LatencyStats, StoreError> {
+    let corrupt = |e: histogram::CorruptHistogram| StoreError::Corrupt(e.to_string());
+    Ok(LatencyStats {
+        count: to_u64(count),
+        errors: to_u64(errors),
+        sum_us: to_u64(sum_us),
+        max_us: to_u64(max_us),
+        histogram: histogram::decode(hist).map_err(corrupt)?,
+        error_histogram: match err_hist {
+            Some(blob) => histogram::decode(blob).map_err(corrupt)?,
+            None => histogram::new_histogram(),
+        },
+    })
 }
 
 fn span_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Span, String)> {
@@ -463,20 +476,18 @@ impl Store for SqliteStore {
                 while let Some(r) = rows.next().map_err(backend)? {
                     let blob: Vec<u8> = r.get(6).map_err(backend)?;
                     let err_blob: Option<Vec<u8>> = r.get(7).map_err(backend)?;
-                    let corrupt = |e: histogram::CorruptHistogram| StoreError::Corrupt(e.to_string());
                     out.push(HistogramDelta {
                         series: SeriesId(r.get(0).map_err(backend)?),
                         resolution_s,
                         window_start_ms: r.get(1).map_err(backend)?,
-                        count: to_u64(r.get(2).map_err(backend)?),
-                        errors: to_u64(r.get(3).map_err(backend)?),
-                        sum_us: to_u64(r.get(4).map_err(backend)?),
-                        max_us: to_u64(r.get(5).map_err(backend)?),
-                        histogram: histogram::decode(&blob).map_err(corrupt)?,
-                        error_histogram: match err_blob {
-                            Some(b) => histogram::decode(&b).map_err(corrupt)?,
-                            None => histogram::new_histogram(),
-                        },
+                        stats: stats_from_row(
+                            r.get(2).map_err(backend)?,
+                            r.get(3).map_err(backend)?,
+                            r.get(4).map_err(backend)?,
+                            r.get(5).map_err(backend)?,
+                            &blob,
+                            err_blob.as_deref(),
+                        )?,
                     });
                 }
             }
@@ -673,19 +684,9 @@ mod tests {
     use crate::model::SpanKind;
 
     fn delta(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> HistogramDelta {
-        let mut h = histogram::new_histogram();
-        histogram::record(&mut h, 1_000);
-        HistogramDelta {
-            series,
-            resolution_s,
-            window_start_ms,
-            count: 1,
-            errors: 0,
-            sum_us: 1_000,
-            max_us: 1_000,
-            histogram: h,
-            error_histogram: histogram::new_histogram(),
-        }
+        let mut delta = HistogramDelta::empty(series, resolution_s, window_start_ms);
+        delta.stats.record(1_000, false);
+        delta
     }
 
     fn span(trace: u8, end_ms: i64) -> Span {
@@ -790,8 +791,8 @@ mod tests {
         store.write(&batch).unwrap();
         let rows = store.histograms(&[s], 10, 0, 20_000).unwrap();
         assert_eq!(rows.len(), 1, "merged on write");
-        assert_eq!(rows[0].count, 2);
-        assert_eq!(rows[0].histogram.len(), 2);
+        assert_eq!(rows[0].stats.count, 2);
+        assert_eq!(rows[0].stats.histogram.len(), 2);
         assert_eq!(
             store.trace(&[3; 16]).unwrap().len(),
             1,
