@@ -73,7 +73,7 @@ fn ingest(c: &mut Criterion) {
             },
             |bytes| {
                 let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid");
-                assert!(pipeline.export(&request).partial_success.is_none());
+                assert!(pipeline.export(request).partial_success.is_none());
             },
             BatchSize::PerIteration,
         );
@@ -88,7 +88,7 @@ fn ingest(c: &mut Criterion) {
             |batch| {
                 for bytes in batch {
                     let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid");
-                    assert!(pipeline.export(&request).partial_success.is_none());
+                    assert!(pipeline.export(request).partial_success.is_none());
                 }
                 pipeline.flush().expect("store write");
             },

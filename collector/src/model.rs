@@ -1,7 +1,5 @@
 //! The data model of design.md §3: spans, transactions, series.
 
-use std::fmt;
-
 /// A 16-byte trace id.
 pub type TraceId = [u8; 16];
 /// An 8-byte span id.
@@ -100,12 +98,6 @@ impl SpanKind {
             "consumer" => Self::Consumer,
             _ => return None,
         })
-    }
-}
-
-impl fmt::Display for SpanKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

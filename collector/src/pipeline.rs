@@ -99,7 +99,7 @@ impl Pipeline {
 
     /// Validates and aggregates one export request; invalid spans are counted and named in the
     /// partial success, the valid ones kept.
-    pub fn export(&self, request: &ExportTraceServiceRequest) -> ExportTraceServiceResponse {
+    pub fn export(&self, request: ExportTraceServiceRequest) -> ExportTraceServiceResponse {
         let bounds = TimeBounds::new(
             now_ns(),
             &self.config.limits,

@@ -14,6 +14,8 @@ use crate::ingest;
 use crate::pipeline::Pipeline;
 use crate::store::{SqliteStore, Store, StoreError};
 
+/// How long [`Server::shutdown`] waits for in-flight requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often the retention pass runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
@@ -163,24 +165,23 @@ impl Server {
     }
 
     /// Stops accepting data, lets in-flight requests finish, and flushes to the store.
-    pub async fn shutdown(self) -> Result<(), StoreError> {
+    pub async fn shutdown(mut self) -> Result<(), StoreError> {
         let _ = self.stop.send(true);
-        for task in &self.tasks {
-            // Listeners end on the stop flag; give in-flight requests a bounded grace period.
-            let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                while !task.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await;
+        let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<_> = tasks.iter().map(JoinHandle::abort_handle).collect();
+        // Listeners end on the stop flag; in-flight requests get one bounded grace period.
+        let drained = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_err() {
+            tracing::warn!("requests still running after the grace period; aborting them");
         }
-        for task in &self.tasks {
-            task.abort();
+        for abort in aborts {
+            abort.abort();
         }
-        let pipeline = Arc::clone(&self.pipeline);
-        tokio::task::spawn_blocking(move || pipeline.flush())
-            .await
-            .map_err(|e| StoreError::Backend(format!("final flush task failed: {e}")))?
+        self.flush().await
     }
 }
 

@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 
 use bytes::{Buf as _, BufMut as _};
 use common::otlp::{attr, now_ns, request, server_span};
@@ -58,6 +59,26 @@ fn mixed_request(
             bad_trace_id,
         ],
     )
+}
+
+/// Conservation: every span of the `mixed` requests was either accepted or rejected with its
+/// reason, and every accepted transaction was counted.
+fn assert_conserved(server: &Server, mixed_requests: u64) {
+    let counters = server.pipeline().counters();
+    assert_eq!(
+        counters.spans_accepted.load(Ordering::Relaxed),
+        mixed_requests
+    );
+    let rejected = counters.rejected();
+    assert_eq!(rejected.len(), 5, "{rejected:?}");
+    assert!(
+        rejected.values().all(|&n| n == mixed_requests),
+        "{rejected:?}"
+    );
+    assert_eq!(
+        server.pipeline().aggregator_stats().transactions,
+        mixed_requests
+    );
 }
 
 fn assert_partial_success(response: &ExportTraceServiceResponse) {
@@ -194,6 +215,7 @@ async fn grpc_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
         .into_inner();
     assert_partial_success(&response);
     assert_eq!(count(&server, "grpc-svc").await, 2);
+    assert_conserved(&server, 2);
     server.shutdown().await.unwrap();
 }
 
@@ -289,6 +311,7 @@ async fn http_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
 
     // Nothing that was accepted got lost.
     assert_eq!(count(&server, "http-svc").await, 3);
+    assert_conserved(&server, 3);
     server.shutdown().await.unwrap();
 }
 

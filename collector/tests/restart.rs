@@ -67,6 +67,20 @@ async fn restart_on_the_same_data_dir_gives_the_same_answers() {
     server.shutdown().await.unwrap();
 }
 
+async fn export(server: &Server, spans: Vec<headlight_proto::otlp::trace::Span>) {
+    let url = format!("http://{}", server.otlp_grpc);
+    let mut client =
+        headlight_proto::otlp::collector::trace_service_client::TraceServiceClient::connect(url)
+            .await
+            .unwrap();
+    let response = client
+        .export(common::otlp::request("capped", spans))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(response.partial_success.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cardinality_cap_survives_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,30 +97,12 @@ async fn the_cardinality_cap_survives_a_restart() {
             })
             .collect::<Vec<_>>()
     };
-    let mut client =
-        headlight_proto::otlp::collector::trace_service_client::TraceServiceClient::connect(
-            format!("http://{}", server.otlp_grpc),
-        )
-        .await
-        .unwrap();
-    client
-        .export(common::otlp::request("capped", spans(&["a", "b", "c"], 1)))
-        .await
-        .unwrap();
+    export(&server, spans(&["a", "b", "c"], 1)).await;
     server.flush().await.unwrap();
     server.shutdown().await.unwrap();
 
     let server = Server::start(config).await.unwrap();
-    let mut client =
-        headlight_proto::otlp::collector::trace_service_client::TraceServiceClient::connect(
-            format!("http://{}", server.otlp_grpc),
-        )
-        .await
-        .unwrap();
-    client
-        .export(common::otlp::request("capped", spans(&["d", "a"], 10)))
-        .await
-        .unwrap();
+    export(&server, spans(&["d", "a"], 10)).await;
     server.flush().await.unwrap();
     let services = get_ok(&server, "/api/v1/services").await;
     let capped = &services["services"][0];

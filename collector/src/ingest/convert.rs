@@ -139,9 +139,10 @@ fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
-fn json_value(value: Option<&AnyValue>, max_len: usize, depth: usize) -> serde_json::Value {
+/// Converts an attribute value to JSON, moving its strings (no copies on the ingest path).
+fn json_value(value: Option<AnyValue>, max_len: usize, depth: usize) -> serde_json::Value {
     use serde_json::Value as J;
-    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+    let Some(value) = value.and_then(|v| v.value) else {
         return J::Null;
     };
     if depth > 8 {
@@ -149,27 +150,22 @@ fn json_value(value: Option<&AnyValue>, max_len: usize, depth: usize) -> serde_j
     }
     match value {
         Value::StringValue(s) => J::String(truncate(s, max_len)),
-        Value::BoolValue(b) => J::Bool(*b),
-        Value::IntValue(i) => J::from(*i),
-        Value::DoubleValue(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
-        Value::BytesValue(b) => J::String(truncate(&model::hex(b), max_len)),
+        Value::BoolValue(b) => J::Bool(b),
+        Value::IntValue(i) => J::from(i),
+        Value::DoubleValue(d) => serde_json::Number::from_f64(d).map_or(J::Null, J::Number),
+        Value::BytesValue(b) => J::String(truncate(model::hex(&b), max_len)),
         Value::ArrayValue(a) => J::Array(
             a.values
-                .iter()
+                .into_iter()
                 .take(64)
                 .map(|v| json_value(Some(v), max_len, depth + 1))
                 .collect(),
         ),
         Value::KvlistValue(kv) => J::Object(
             kv.values
-                .iter()
+                .into_iter()
                 .take(64)
-                .map(|kv| {
-                    (
-                        kv.key.clone(),
-                        json_value(kv.value.as_ref(), max_len, depth + 1),
-                    )
-                })
+                .map(|kv| (kv.key, json_value(kv.value, max_len, depth + 1)))
                 .collect(),
         ),
         // An index into a profiles string table: meaningless without the table.
@@ -177,15 +173,18 @@ fn json_value(value: Option<&AnyValue>, max_len: usize, depth: usize) -> serde_j
     }
 }
 
-fn truncate(s: &str, max_len: usize) -> String {
+/// Cuts `s` to at most `max_len` bytes (on a character boundary), marking the cut with `…`.
+fn truncate(mut s: String, max_len: usize) -> String {
     if s.len() <= max_len {
-        return s.to_owned();
+        return s;
     }
     let mut end = max_len;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    s.truncate(end);
+    s.push('…');
+    s
 }
 
 fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
@@ -193,14 +192,39 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
     (id != [0; N]).then_some(id)
 }
 
-/// Converts a request, validating every span against the bounds and limits.
+/// Checks a span's ids and times; returns the ids of a valid span.
+fn validate(
+    span: &headlight_proto::otlp::trace::Span,
+    bounds: TimeBounds,
+) -> Result<(model::TraceId, model::SpanId, i64, i64), RejectReason> {
+    let trace_id = id::<16>(&span.trace_id).ok_or(RejectReason::InvalidTraceId)?;
+    let span_id = id::<8>(&span.span_id).ok_or(RejectReason::InvalidSpanId)?;
+    let start_ns = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
+    let end_ns = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
+    if end_ns < start_ns {
+        return Err(RejectReason::EndBeforeStart);
+    }
+    if end_ns < bounds.oldest_end_ns {
+        return Err(RejectReason::OutsideRetention);
+    }
+    if end_ns > bounds.latest_end_ns {
+        return Err(RejectReason::InFuture);
+    }
+    if end_ns - start_ns > bounds.max_duration_ns {
+        return Err(RejectReason::AbsurdDuration);
+    }
+    Ok((trace_id, span_id, start_ns, end_ns))
+}
+
+/// Converts a request, validating every span against the bounds and limits. Takes the request
+/// by value so names and attributes move into the spans instead of being copied.
 pub fn convert(
-    request: &ExportTraceServiceRequest,
+    request: ExportTraceServiceRequest,
     bounds: TimeBounds,
     limits: &LimitsConfig,
 ) -> Converted {
     let mut out = Converted::default();
-    for resource_spans in &request.resource_spans {
+    for resource_spans in request.resource_spans {
         let resource: &[KeyValue] = resource_spans
             .resource
             .as_ref()
@@ -214,70 +238,52 @@ pub fn convert(
         let version = string_attribute(resource, "service.version")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "unknown".into());
-        for scope_spans in &resource_spans.scope_spans {
-            for span in &scope_spans.spans {
-                let start_ns = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
-                let end_ns = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
-                let reason = match (id::<16>(&span.trace_id), id::<8>(&span.span_id)) {
-                    (None, _) => Some(RejectReason::InvalidTraceId),
-                    (_, None) => Some(RejectReason::InvalidSpanId),
-                    _ if end_ns < start_ns => Some(RejectReason::EndBeforeStart),
-                    _ if end_ns < bounds.oldest_end_ns => Some(RejectReason::OutsideRetention),
-                    _ if end_ns > bounds.latest_end_ns => Some(RejectReason::InFuture),
-                    _ if end_ns - start_ns > bounds.max_duration_ns => {
-                        Some(RejectReason::AbsurdDuration)
-                    }
-                    _ => None,
-                };
-                if let Some(reason) = reason {
+        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let (trace_id, span_id, start_ns, end_ns) = match validate(&span, bounds) {
+                Ok(valid) => valid,
+                Err(reason) => {
                     *out.rejected.entry(reason).or_default() += 1;
                     out.first_rejected
-                        .get_or_insert_with(|| (truncate(&span.name, 80), reason));
+                        .get_or_insert_with(|| (truncate(span.name, 80), reason));
                     continue;
                 }
-                let (Some(trace_id), Some(span_id)) = (id(&span.trace_id), id(&span.span_id))
-                else {
-                    continue; // unreachable: checked above
-                };
-                let parent_span_id = id::<8>(&span.parent_span_id);
-                let kind = SpanKind::from_otlp(span.kind);
-                let attributes = &span.attributes;
-                let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
-                let http_status = int_attribute(attributes, "http.response.status_code")
-                    .or_else(|| int_attribute(attributes, "http.status_code"));
-                let transaction =
-                    model::is_transaction(kind, parent_span_id.is_some()).then(|| {
-                        let name = model::transaction_name(&span.name, |k| {
-                            string_attribute(attributes, k)
-                        });
-                        truncate(&name, 512)
-                    });
-                let attributes = attributes
-                    .iter()
-                    .take(limits.max_attributes_per_span)
-                    .map(|kv| {
-                        (
-                            truncate(&kv.key, 256),
-                            json_value(kv.value.as_ref(), limits.max_attribute_value_bytes, 0),
-                        )
-                    })
-                    .collect();
-                out.spans.push(Span {
-                    trace_id,
-                    span_id,
-                    parent_span_id,
-                    service: service.clone(),
-                    environment: environment.clone(),
-                    version: version.clone(),
-                    name: truncate(&span.name, 512),
-                    kind,
-                    start_ns,
-                    end_ns,
-                    error: model::is_error(kind, status_error, http_status),
-                    transaction,
-                    attributes,
-                });
-            }
+            };
+            let parent_span_id = id::<8>(&span.parent_span_id);
+            let kind = SpanKind::from_otlp(span.kind);
+            let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
+            let http_status = int_attribute(&span.attributes, "http.response.status_code")
+                .or_else(|| int_attribute(&span.attributes, "http.status_code"));
+            let transaction = model::is_transaction(kind, parent_span_id.is_some()).then(|| {
+                let name =
+                    model::transaction_name(&span.name, |k| string_attribute(&span.attributes, k));
+                truncate(name, 512)
+            });
+            let attributes = span
+                .attributes
+                .into_iter()
+                .take(limits.max_attributes_per_span)
+                .map(|kv| {
+                    (
+                        truncate(kv.key, 256),
+                        json_value(kv.value, limits.max_attribute_value_bytes, 0),
+                    )
+                })
+                .collect();
+            out.spans.push(Span {
+                trace_id,
+                span_id,
+                parent_span_id,
+                service: service.clone(),
+                environment: environment.clone(),
+                version: version.clone(),
+                name: truncate(span.name, 512),
+                kind,
+                start_ns,
+                end_ns,
+                error: model::is_error(kind, status_error, http_status),
+                transaction,
+                attributes,
+            });
         }
     }
     out

@@ -40,7 +40,7 @@ impl TraceService for OtlpGrpc {
         let pipeline = Arc::clone(&self.pipeline);
         let request = request.into_inner();
         // Validation and aggregation of a large request can take milliseconds: off the reactor.
-        let response = tokio::task::spawn_blocking(move || pipeline.export(&request))
+        let response = tokio::task::spawn_blocking(move || pipeline.export(request))
             .await
             .map_err(|e| Status::internal(format!("export task failed: {e}")))?;
         Ok(Response::new(response))

@@ -166,7 +166,7 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
             );
         }
     };
-    let response = match tokio::task::spawn_blocking(move || pipeline.export(&request)).await {
+    let response = match tokio::task::spawn_blocking(move || pipeline.export(request)).await {
         Ok(response) => response,
         Err(e) => {
             return status_body(

@@ -147,19 +147,6 @@ pub struct SeriesFilter {
     pub transaction: Option<String>,
 }
 
-impl SeriesFilter {
-    /// Returns whether a key matches.
-    pub fn matches(&self, key: &SeriesKey) -> bool {
-        fn ok(want: Option<&String>, have: &str) -> bool {
-            want.is_none_or(|w| w == have)
-        }
-        ok(self.service.as_ref(), &key.service)
-            && ok(self.environment.as_ref(), &key.environment)
-            && ok(self.version.as_ref(), &key.version)
-            && ok(self.transaction.as_ref(), &key.transaction)
-    }
-}
-
 /// A query over the transaction index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TransactionQuery {

@@ -394,7 +394,8 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             for s in &batch.spans {
-                let attributes = serde_json::Value::Object(s.attributes.clone()).to_string();
+                let attributes = serde_json::to_string(&s.attributes)
+                    .map_err(|e| StoreError::Backend(format!("cannot encode attributes: {e}")))?;
                 stmt.execute(params![
                     &s.trace_id[..],
                     &s.span_id[..],
