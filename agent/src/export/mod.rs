@@ -1,0 +1,293 @@
+//! The export thread: its own OS thread and single-threaded tokio runtime, so neither the
+//! application's runtime nor its threads ever wait on the network.
+
+mod otlp;
+pub(crate) mod tail;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::SyncSender;
+use std::time::Duration;
+
+use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+use headlight_proto::otlp::common::KeyValue;
+use headlight_proto::otlp::trace::Span;
+use tokio::time::Instant;
+use tonic::codec::CompressionEncoding;
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+use crate::InitError;
+use crate::config::{ExportConfig, TailConfig};
+use crate::ids;
+use crate::layer::suppress_current_thread;
+use crate::queue::{Item, Queue};
+use crate::stats::DropReason;
+use tail::{Decision, TailDecider};
+
+pub(crate) use otlp::string as string_attribute;
+
+/// Messages from the guard to the export thread.
+#[derive(Debug)]
+pub(crate) enum Control {
+    /// Ships everything queued now, then answers.
+    Flush(SyncSender<()>),
+    /// Ships what it can before the deadline, counts the rest as dropped, answers and stops.
+    Shutdown(std::time::Instant, SyncSender<()>),
+}
+
+/// Starts the export thread.
+pub(crate) fn spawn(
+    config: ExportConfig,
+    tail: TailConfig,
+    resource: Vec<KeyValue>,
+    queue: Arc<Queue>,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<Control>,
+        std::thread::JoinHandle<()>,
+    ),
+    InitError,
+> {
+    let endpoint = Endpoint::from_shared(config.endpoint.clone())
+        .map_err(|e| InitError::Endpoint(format!("{}: {e}", config.endpoint)))?
+        .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+        .tcp_nodelay(true);
+    let mut headers = MetadataMap::new();
+    for (key, value) in &config.headers.0 {
+        let key = MetadataKey::from_bytes(key.as_bytes())
+            .map_err(|_| InitError::Header(key.clone()))?;
+        let value = MetadataValue::try_from(value.as_str())
+            .map_err(|_| InitError::Header(key.to_string()))?;
+        headers.insert(key, value);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(InitError::Thread)?;
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(8);
+    let thread = std::thread::Builder::new()
+        .name("headlight-export".to_owned())
+        .spawn(move || {
+            suppress_current_thread();
+            runtime.block_on(async move {
+                let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+                if config.gzip {
+                    client = client.send_compressed(CompressionEncoding::Gzip);
+                }
+                let exporter = Exporter {
+                    client: client.accept_compressed(CompressionEncoding::Gzip),
+                    config,
+                    headers,
+                    resource,
+                    queue,
+                    tail: TailDecider::new(tail),
+                    batch: Vec::new(),
+                };
+                exporter.run(control_rx).await;
+            });
+        })
+        .map_err(InitError::Thread)?;
+    Ok((control_tx, thread))
+}
+
+struct Exporter {
+    client: TraceServiceClient<Channel>,
+    config: ExportConfig,
+    headers: MetadataMap,
+    resource: Vec<KeyValue>,
+    queue: Arc<Queue>,
+    tail: TailDecider,
+    /// Converted spans waiting to be sent; `true` marks a transaction span.
+    batch: Vec<(Span, bool)>,
+}
+
+impl Exporter {
+    async fn run(mut self, mut control: tokio::sync::mpsc::Receiver<Control>) {
+        loop {
+            let wake = Instant::now() + self.config.batch_timeout;
+            tokio::select! {
+                () = self.queue.notify.notified() => {}
+                () = tokio::time::sleep_until(wake) => {}
+                message = control.recv() => match message {
+                    Some(Control::Flush(done)) => {
+                        self.drain();
+                        self.send_all(None).await;
+                        let _ = done.try_send(());
+                        continue;
+                    }
+                    Some(Control::Shutdown(deadline, done)) => {
+                        self.shutdown(Instant::from_std(deadline)).await;
+                        let _ = done.try_send(());
+                        return;
+                    }
+                    None => {
+                        let deadline = Instant::now() + self.config.shutdown_timeout;
+                        self.shutdown(deadline).await;
+                        return;
+                    }
+                },
+            }
+            self.drain();
+            self.send_all(None).await;
+        }
+    }
+
+    async fn shutdown(&mut self, deadline: Instant) {
+        self.queue.close();
+        self.drain();
+        self.send_all(Some(deadline)).await;
+    }
+
+    /// Moves queued items into the batch, making the tail decision for each transaction.
+    fn drain(&mut self) {
+        for item in self.queue.take() {
+            match item {
+                Item::Loose(span) => self.batch.push((otlp::span(span, None), false)),
+                Item::Transaction { span, children } => match self.tail.decide(&span, &children)
+                {
+                    Decision::Keep => {
+                        self.batch
+                            .extend(children.into_iter().map(|c| (otlp::span(c, None), false)));
+                        self.batch.push((otlp::span(span, None), true));
+                    }
+                    Decision::Summarize {
+                        transaction_self_ns,
+                        unsent,
+                    } => {
+                        self.queue
+                            .counters
+                            .spans_not_kept
+                            .fetch_add(children.len() as u64, Relaxed);
+                        let summary = Some((transaction_self_ns, unsent));
+                        self.batch.push((otlp::span(span, summary), true));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Sends the batch in requests of at most `max_batch_spans`.
+    async fn send_all(&mut self, deadline: Option<Instant>) {
+        while !self.batch.is_empty() {
+            let take = self.batch.len().min(self.config.max_batch_spans);
+            let chunk: Vec<(Span, bool)> = self.batch.drain(..take).collect();
+            let transactions = chunk.iter().filter(|(_, t)| *t).count() as u64;
+            let spans = chunk.into_iter().map(|(s, _)| s).collect();
+            self.send(spans, transactions, deadline).await;
+        }
+    }
+
+    /// Sends one request, retrying what OTLP says is retryable until `max_retry_elapsed` (or
+    /// the shutdown deadline); a partial success is final.
+    async fn send(&mut self, spans: Vec<Span>, transactions: u64, deadline: Option<Instant>) {
+        let counters = Arc::clone(&self.queue.counters);
+        let count = spans.len() as u64;
+        let request = otlp::request(&self.resource, &counters.snapshot(), spans);
+        let started = Instant::now();
+        let retry_limit = started + self.config.max_retry_elapsed;
+        let give_up = deadline.map_or(retry_limit, |d| d.min(retry_limit));
+        let drop_reason = if deadline.is_some_and(|d| d < retry_limit) {
+            DropReason::Shutdown
+        } else {
+            DropReason::ExportFailed
+        };
+        let mut attempt = 0u32;
+        loop {
+            let now = Instant::now();
+            let timeout = self
+                .config
+                .timeout
+                .min(give_up.saturating_duration_since(now))
+                .max(Duration::from_millis(10));
+            let mut call = tonic::Request::new(request.clone());
+            *call.metadata_mut() = self.headers.clone();
+            call.set_timeout(timeout);
+            counters.export_requests.fetch_add(1, Relaxed);
+            let status = match tokio::time::timeout(timeout, self.client.export(call)).await {
+                Ok(Ok(response)) => {
+                    let rejected = response
+                        .into_inner()
+                        .partial_success
+                        .map_or(0, |p| u64::try_from(p.rejected_spans).unwrap_or(0))
+                        .min(count);
+                    counters.spans_sent.fetch_add(count - rejected, Relaxed);
+                    counters.transactions_sent.fetch_add(transactions, Relaxed);
+                    if rejected > 0 {
+                        counters.dropped(DropReason::Rejected, rejected, 0);
+                        tracing::warn!(rejected, "collector rejected spans");
+                    }
+                    return;
+                }
+                Ok(Err(status)) => status,
+                Err(_) => Status::deadline_exceeded("export timed out"),
+            };
+            let Some(delay) = retry_delay(&status, attempt) else {
+                counters.dropped(DropReason::ExportFailed, count, transactions);
+                tracing::warn!(code = ?status.code(), message = status.message(), spans = count, "export failed, not retryable");
+                return;
+            };
+            if Instant::now() + delay >= give_up {
+                counters.dropped(drop_reason, count, transactions);
+                tracing::warn!(code = ?status.code(), spans = count, attempts = attempt + 1, "export failed, retries exhausted");
+                return;
+            }
+            counters.export_retries.fetch_add(1, Relaxed);
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// How long to wait before retrying, or `None` when the error is final (OTLP/gRPC spec: retry
+/// CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS, and
+/// RESOURCE_EXHAUSTED only when the server sent `RetryInfo`). The server's `RetryInfo` delay
+/// wins (capped at 30 s); otherwise exponential backoff from 100 ms to 5 s with jitter.
+fn retry_delay(status: &Status, attempt: u32) -> Option<Duration> {
+    let retry_info = status.get_details_retry_info().and_then(|r| r.retry_delay);
+    let retryable = match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => true,
+        Code::ResourceExhausted => retry_info.is_some(),
+        _ => false,
+    };
+    if !retryable {
+        return None;
+    }
+    if let Some(delay) = retry_info {
+        return Some(delay.min(Duration::from_secs(30)));
+    }
+    let base_ms = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let jitter = 0.5 + (ids::next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    Some(Duration::from_millis((base_ms as f64 * jitter) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay;
+    use std::time::Duration;
+    use tonic::{Code, Status};
+    use tonic_types::{ErrorDetails, StatusExt};
+
+    #[test]
+    fn retry_follows_the_otlp_rules() {
+        assert!(retry_delay(&Status::invalid_argument("bad"), 0).is_none());
+        assert!(retry_delay(&Status::resource_exhausted("too big"), 0).is_none());
+        let delay = retry_delay(&Status::unavailable("down"), 0).unwrap();
+        assert!(delay >= Duration::from_millis(50) && delay <= Duration::from_millis(150));
+        let later = retry_delay(&Status::unavailable("down"), 10).unwrap();
+        assert!(later <= Duration::from_millis(7_500) && later >= Duration::from_millis(2_500));
+        let with_info = Status::with_error_details(
+            Code::ResourceExhausted,
+            "slow down",
+            ErrorDetails::with_retry_info(Some(Duration::from_millis(1_234))),
+        );
+        assert_eq!(retry_delay(&with_info, 3), Some(Duration::from_millis(1_234)));
+    }
+}

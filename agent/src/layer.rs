@@ -1,0 +1,268 @@
+//! The `tracing_subscriber::Layer` that records spans for export.
+//!
+//! Per span it keeps a [`SpanRecord`] in the registry's extensions. Spans of one transaction
+//! share a [`Unit`]: children that end are parked in it, and when the transaction span ends the
+//! whole local subtree goes to the export queue as one item, so the export thread can make the
+//! tail decision with everything in view. The application thread never does more than that.
+
+use std::cell::Cell;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::config::Sampler;
+use crate::ids;
+use crate::propagation::TraceContext;
+use crate::queue::{Item, Queue};
+use crate::record::{EventRecord, EventVisitor, MAX_EVENTS, SpanRecord, SpanVisitor, Status};
+
+thread_local! {
+    /// Set on the export thread: nothing happening there is recorded (the transport's own
+    /// spans and events would otherwise feed back into the queue).
+    static SUPPRESSED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as the exporter's: the layer ignores its spans and events.
+pub(crate) fn suppress_current_thread() {
+    SUPPRESSED.with(|s| s.set(true));
+}
+
+fn suppressed() -> bool {
+    SUPPRESSED.with(Cell::get)
+}
+
+/// The spans of one transaction in this process.
+#[derive(Debug)]
+pub(crate) struct Unit {
+    trace_id: [u8; 16],
+    sampled: bool,
+    trace_state: Option<Arc<str>>,
+    children: Mutex<Children>,
+}
+
+#[derive(Debug, Default)]
+struct Children {
+    spans: Vec<SpanRecord>,
+    /// The transaction span has ended: later children are sent on their own.
+    closed: bool,
+}
+
+/// What the layer keeps in a span's extensions.
+#[derive(Debug)]
+pub(crate) struct SpanState {
+    record: SpanRecord,
+    unit: Arc<Unit>,
+    transaction: bool,
+}
+
+impl SpanState {
+    pub(crate) fn context(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.unit.trace_id,
+            span_id: self.record.span_id,
+            sampled: self.unit.sampled,
+            trace_state: self.unit.trace_state.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+/// Records `tracing` spans as OTLP spans and queues them for the export thread.
+///
+/// - Fields become attributes; `otel.name` renames the span, `otel.kind` sets its kind
+///   (`server`, `client`, `producer`, `consumer`, `internal`), `otel.status_code` /
+///   `otel.status_message` and any field named `error` (or recorded as an error) set the error
+///   status; `traceparent` / `tracestate` fields make the span continue a remote trace.
+/// - Events inside a span become span events (`message` is the event name); an `ERROR`-level
+///   event or an `error` field marks the span as failed.
+/// - A span of kind server or consumer, or a span without a recorded parent, is a
+///   transaction: it is always sent (unless the head sampler said no); its children are kept or
+///   summarized by the local tail decision.
+/// - Events with a `headlight_agent` target and everything on the export thread are ignored.
+///
+/// Build it with [`crate::builder`]; it composes with any other layer (`fmt`, `EnvFilter`…).
+#[derive(Debug)]
+pub struct HeadlightLayer {
+    queue: Arc<Queue>,
+    sampler: Sampler,
+    max_children: usize,
+}
+
+impl HeadlightLayer {
+    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler, max_children: usize) -> Self {
+        Self {
+            queue,
+            sampler,
+            max_children,
+        }
+    }
+
+    fn finish(&self, state: SpanState) {
+        let SpanState {
+            mut record,
+            unit,
+            transaction,
+        } = state;
+        if !unit.sampled {
+            return;
+        }
+        record.end_ns = ids::now_ns().max(record.start_ns);
+        let mut children = unit
+            .children
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if transaction {
+            children.closed = true;
+            let spans = std::mem::take(&mut children.spans);
+            drop(children);
+            self.queue.push(Item::Transaction {
+                span: record,
+                children: spans,
+            });
+        } else if children.closed || children.spans.len() >= self.max_children {
+            drop(children);
+            self.queue.push(Item::Loose(record));
+        } else {
+            children.spans.push(record);
+        }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for HeadlightLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if suppressed() {
+            return;
+        }
+        let Some(span) = ctx.span(id) else { return };
+        let parent = span.parent().and_then(|parent| {
+            let extensions = parent.extensions();
+            extensions
+                .get::<SpanState>()
+                .map(|p| (Arc::clone(&p.unit), p.record.span_id))
+        });
+        let mut record = SpanRecord::new(attrs.metadata().name(), ids::now_ns());
+        let mut visitor = SpanVisitor {
+            record: &mut record,
+            traceparent: None,
+            tracestate: None,
+        };
+        attrs.record(&mut visitor);
+        let SpanVisitor {
+            traceparent,
+            tracestate,
+            ..
+        } = visitor;
+        let starts_transaction = record.kind.starts_transaction();
+        let (unit, transaction) = match parent {
+            Some((unit, parent_id)) => {
+                record.parent_span_id = Some(parent_id);
+                if starts_transaction {
+                    let nested = Unit {
+                        trace_id: unit.trace_id,
+                        sampled: unit.sampled,
+                        trace_state: unit.trace_state.clone(),
+                        children: Mutex::default(),
+                    };
+                    (Arc::new(nested), true)
+                } else {
+                    (unit, false)
+                }
+            }
+            None => {
+                let remote = traceparent
+                    .as_deref()
+                    .and_then(|tp| TraceContext::parse(tp, tracestate.as_deref()));
+                let trace_id = remote.as_ref().map_or_else(ids::trace_id, |r| r.trace_id);
+                let sampled = self
+                    .sampler
+                    .sample(&trace_id, remote.as_ref().map(|r| r.sampled));
+                record.parent_span_id = remote.as_ref().map(|r| r.span_id);
+                record.remote_parent = remote.is_some();
+                let unit = Unit {
+                    trace_id,
+                    sampled,
+                    trace_state: remote.and_then(|r| r.trace_state).map(Arc::from),
+                    children: Mutex::default(),
+                };
+                (Arc::new(unit), true)
+            }
+        };
+        record.trace_id = unit.trace_id;
+        record.span_id = ids::span_id();
+        span.extensions_mut().insert(SpanState {
+            record,
+            unit,
+            transaction,
+        });
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut extensions = span.extensions_mut();
+        let Some(state) = extensions.get_mut::<SpanState>() else {
+            return;
+        };
+        if !state.unit.sampled {
+            return;
+        }
+        values.record(&mut SpanVisitor {
+            record: &mut state.record,
+            traceparent: None,
+            tracestate: None,
+        });
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        if suppressed() || event.metadata().target().starts_with("headlight_agent") {
+            return;
+        }
+        let Some(span) = ctx.event_span(event) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(state) = extensions.get_mut::<SpanState>() else {
+            return;
+        };
+        if !state.unit.sampled {
+            return;
+        }
+        let record = &mut state.record;
+        let mut recorded = EventRecord {
+            time_ns: ids::now_ns(),
+            name: std::borrow::Cow::Borrowed(event.metadata().name()),
+            attributes: Vec::new(),
+        };
+        let mut visitor = EventVisitor {
+            event: &mut recorded,
+            dropped_attributes: 0,
+            error: None,
+        };
+        event.record(&mut visitor);
+        let error = visitor.error.take();
+        if let Some(message) = error {
+            record.status = Status::Error(Some(message));
+        } else if *event.metadata().level() == Level::ERROR
+            && !matches!(record.status, Status::Error(_))
+        {
+            record.status = Status::Error(Some(recorded.name.to_string()));
+        }
+        if record.events.len() < MAX_EVENTS {
+            record.events.push(recorded);
+        } else {
+            record.dropped_events = record.dropped_events.saturating_add(1);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(&id) else { return };
+        let Some(state) = span.extensions_mut().remove::<SpanState>() else {
+            return;
+        };
+        self.finish(state);
+    }
+}

@@ -1,0 +1,320 @@
+//! What the agent records of a span, and how `tracing` fields become OTLP attributes.
+//!
+//! Field names are `&'static str` in `tracing`, so keys never allocate; only string values do.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+
+/// OTLP span kinds (the protobuf enum values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    Internal = 1,
+    Server = 2,
+    Client = 3,
+    Producer = 4,
+    Consumer = 5,
+}
+
+impl Kind {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value.trim().to_ascii_lowercase().as_str() {
+            "internal" => Self::Internal,
+            "server" => Self::Server,
+            "client" => Self::Client,
+            "producer" => Self::Producer,
+            "consumer" => Self::Consumer,
+            _ => return None,
+        })
+    }
+
+    /// A transaction is a span of kind server or consumer, or a local root (design.md §3).
+    pub(crate) fn starts_transaction(self) -> bool {
+        matches!(self, Self::Server | Self::Consumer)
+    }
+}
+
+/// An attribute value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Value {
+    Str(Cow<'static, str>),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+/// One attribute: a `tracing` field name and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Attribute {
+    pub(crate) key: &'static str,
+    pub(crate) value: Value,
+}
+
+/// The span's status.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) enum Status {
+    #[default]
+    Unset,
+    Ok,
+    Error(Option<String>),
+}
+
+/// An event inside a span.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRecord {
+    pub(crate) time_ns: u64,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) attributes: Vec<Attribute>,
+}
+
+/// Events kept per span; beyond, they are counted in `dropped_events`.
+pub(crate) const MAX_EVENTS: usize = 128;
+/// Attributes kept per span or event; beyond, they are counted in `dropped_attributes`.
+pub(crate) const MAX_ATTRIBUTES: usize = 128;
+
+/// A span as recorded, ready to be sent once it has ended.
+#[derive(Debug, Clone)]
+pub(crate) struct SpanRecord {
+    pub(crate) trace_id: [u8; 16],
+    pub(crate) span_id: [u8; 8],
+    pub(crate) parent_span_id: Option<[u8; 8]>,
+    /// The parent lives in another process (came in a `traceparent`).
+    pub(crate) remote_parent: bool,
+    pub(crate) name: Cow<'static, str>,
+    pub(crate) kind: Kind,
+    pub(crate) start_ns: u64,
+    pub(crate) end_ns: u64,
+    pub(crate) status: Status,
+    pub(crate) attributes: Vec<Attribute>,
+    pub(crate) dropped_attributes: u32,
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) dropped_events: u32,
+}
+
+impl SpanRecord {
+    pub(crate) fn new(name: &'static str, start_ns: u64) -> Self {
+        Self {
+            trace_id: [0; 16],
+            span_id: [0; 8],
+            parent_span_id: None,
+            remote_parent: false,
+            name: Cow::Borrowed(name),
+            kind: Kind::Internal,
+            start_ns,
+            end_ns: start_ns,
+            status: Status::Unset,
+            attributes: Vec::new(),
+            dropped_attributes: 0,
+            events: Vec::new(),
+            dropped_events: 0,
+        }
+    }
+
+    pub(crate) fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+
+    pub(crate) fn is_error(&self) -> bool {
+        if matches!(self.status, Status::Error(_)) {
+            return true;
+        }
+        // The collector's rule: a server span answering HTTP ≥ 500 is an error.
+        self.kind == Kind::Server
+            && self.attribute_i64("http.response.status_code").is_some_and(|s| s >= 500)
+    }
+
+    pub(crate) fn attribute_str(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().rev().find_map(|a| match &a.value {
+            Value::Str(s) if a.key == key => Some(s.as_ref()),
+            _ => None,
+        })
+    }
+
+    fn attribute_i64(&self, key: &str) -> Option<i64> {
+        self.attributes.iter().rev().find_map(|a| match a.value {
+            Value::I64(v) if a.key == key => Some(v),
+            Value::Str(ref s) if a.key == key => s.parse().ok(),
+            _ => None,
+        })
+    }
+
+    /// The transaction name of design.md §3: `"{method} {route}"`, else
+    /// `rpc.service/rpc.method`, else the span name.
+    pub(crate) fn transaction_name(&self) -> Cow<'_, str> {
+        let method = self
+            .attribute_str("http.request.method")
+            .or_else(|| self.attribute_str("http.method"));
+        if let (Some(method), Some(route)) = (method, self.attribute_str("http.route")) {
+            return Cow::Owned(format!("{method} {route}"));
+        }
+        if let (Some(service), Some(method)) = (
+            self.attribute_str("rpc.service"),
+            self.attribute_str("rpc.method"),
+        ) {
+            return Cow::Owned(format!("{service}/{method}"));
+        }
+        Cow::Borrowed(self.name.as_ref())
+    }
+}
+
+/// Visits span fields: plain fields become attributes; `otel.*`, `error`, `traceparent` and
+/// `tracestate` steer the span instead.
+pub(crate) struct SpanVisitor<'a> {
+    pub(crate) record: &'a mut SpanRecord,
+    pub(crate) traceparent: Option<String>,
+    pub(crate) tracestate: Option<String>,
+}
+
+impl SpanVisitor<'_> {
+    fn special(&mut self, field: &Field, value: &str) -> bool {
+        match field.name() {
+            "otel.name" => self.record.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => {
+                if let Some(kind) = Kind::parse(value) {
+                    self.record.kind = kind;
+                }
+            }
+            "otel.status_code" => match value.trim().to_ascii_uppercase().as_str() {
+                "ERROR" => {
+                    if !matches!(self.record.status, Status::Error(_)) {
+                        self.record.status = Status::Error(None);
+                    }
+                }
+                "OK" => self.record.status = Status::Ok,
+                _ => {}
+            },
+            "otel.status_message" | "otel.status_description" => {
+                self.record.status = Status::Error(Some(value.to_owned()));
+            }
+            "error" => {
+                self.record.status = Status::Error(Some(value.to_owned()));
+            }
+            "traceparent" => self.traceparent = Some(value.to_owned()),
+            "tracestate" => self.tracestate = Some(value.to_owned()),
+            _ => return false,
+        }
+        true
+    }
+
+    fn push(&mut self, field: &Field, value: Value) {
+        push_attribute(
+            &mut self.record.attributes,
+            &mut self.record.dropped_attributes,
+            field,
+            value,
+        );
+    }
+}
+
+fn push_attribute(attributes: &mut Vec<Attribute>, dropped: &mut u32, field: &Field, value: Value) {
+    let key = field.name();
+    if let Some(existing) = attributes.iter_mut().find(|a| a.key == key) {
+        existing.value = value;
+        return;
+    }
+    if attributes.len() >= MAX_ATTRIBUTES {
+        *dropped = dropped.saturating_add(1);
+        return;
+    }
+    attributes.push(Attribute { key, value });
+}
+
+impl Visit for SpanVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if !self.special(field, value) {
+            self.push(field, Value::Str(Cow::Owned(value.to_owned())));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        if !self.special(field, &text) {
+            self.push(field, Value::Str(Cow::Owned(text)));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, Value::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, Value::I64(i64::try_from(value).unwrap_or(i64::MAX)));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, Value::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, Value::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let message = value.to_string();
+        self.record.status = Status::Error(Some(message.clone()));
+        if field.name() != "error" {
+            self.push(field, Value::Str(Cow::Owned(message)));
+        }
+    }
+}
+
+/// Visits event fields: `message` names the event, `error` marks the span as failed.
+pub(crate) struct EventVisitor<'a> {
+    pub(crate) event: &'a mut EventRecord,
+    pub(crate) dropped_attributes: u32,
+    pub(crate) error: Option<String>,
+}
+
+impl EventVisitor<'_> {
+    fn value(&mut self, field: &Field, value: Value) {
+        push_attribute(
+            &mut self.event.attributes,
+            &mut self.dropped_attributes,
+            field,
+            value,
+        );
+    }
+}
+
+impl Visit for EventVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "message" => self.event.name = Cow::Owned(value.to_owned()),
+            name => {
+                if name == "error" {
+                    self.error = Some(value.to_owned());
+                }
+                self.value(field, Value::Str(Cow::Owned(value.to_owned())));
+            }
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let text = format!("{value:?}");
+        self.record_str(field, &text);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.value(field, Value::I64(value));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.value(field, Value::I64(i64::try_from(value).unwrap_or(i64::MAX)));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.value(field, Value::F64(value));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.value(field, Value::Bool(value));
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let message = value.to_string();
+        self.error = Some(message.clone());
+        self.value(field, Value::Str(Cow::Owned(message)));
+    }
+}
