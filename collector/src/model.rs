@@ -129,7 +129,29 @@ pub struct Span {
     /// The transaction name if this span is a transaction, else `None`.
     pub transaction: Option<String>,
     /// Span attributes as a JSON object (string keys, JSON values), truncated per limits.
+    /// The headlight agent's `headlight.*` span attributes are not among them.
     pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Self time reported by the headlight agent (`headlight.self_ns`), ns, within
+    /// `[0, duration]`; used instead of the self time computed from the children received.
+    pub reported_self_ns: Option<i64>,
+    /// Child operations the headlight agent did not send (`headlight.unsent_children`); they
+    /// count in the breakdown as if they had been received.
+    pub unsent_children: Vec<UnsentOperation>,
+}
+
+/// Spans of one child operation that the agent counted but did not send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsentOperation {
+    /// The span name (the operation).
+    pub name: String,
+    /// The span kind.
+    pub kind: SpanKind,
+    /// Spans, at least 1.
+    pub count: u64,
+    /// Summed durations, ns.
+    pub total_ns: u64,
+    /// Summed self times, ns (at most `total_ns`).
+    pub self_ns: u64,
 }
 
 impl Span {

@@ -9,6 +9,7 @@ use headlight_proto::otlp::collector::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 
+use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
 use crate::aggregate::{Aggregator, AggregatorStats};
 use crate::config::Config;
 use crate::ingest::convert::{self, RejectReason, TimeBounds};
@@ -34,6 +35,8 @@ pub struct PipelineCounters {
     pub write_errors: AtomicU64,
     /// Store writes that succeeded.
     pub writes: AtomicU64,
+    /// Elements of `headlight.unsent_children` ignored (malformed, or over 256 per span).
+    pub unsent_children_ignored: AtomicU64,
     rejected: Mutex<BTreeMap<RejectReason, u64>>,
 }
 
@@ -50,6 +53,8 @@ pub struct Pipeline {
     config: Arc<Config>,
     store: Arc<dyn Store>,
     aggregator: Mutex<Aggregator>,
+    /// The headlight agents' drop counters (in memory; they come back with the next report).
+    agent_drops: Mutex<AgentDrops>,
     /// Held for a whole flush, so batches reach the store in order; holds a batch whose write
     /// failed, to be written before the next one.
     flush_state: Mutex<Option<WriteBatch>>,
@@ -72,6 +77,7 @@ impl Pipeline {
             config,
             store,
             aggregator: Mutex::new(aggregator),
+            agent_drops: Mutex::new(AgentDrops::default()),
             flush_state: Mutex::new(None),
             counters: PipelineCounters::default(),
         })
@@ -97,8 +103,20 @@ impl Pipeline {
         lock(&self.aggregator).stats()
     }
 
+    /// Returns what each service's headlight agents reported they dropped, summed over the
+    /// service's instances.
+    pub fn agent_drops(&self) -> BTreeMap<String, ServiceDrops> {
+        lock(&self.agent_drops).by_service()
+    }
+
+    /// Returns how many agent drop reports (from instances beyond the bound) and counters were
+    /// refused since start.
+    pub fn agent_drops_refused(&self) -> u64 {
+        lock(&self.agent_drops).refused()
+    }
+
     /// Validates and aggregates one export request; invalid spans are counted and named in the
-    /// partial success, the valid ones kept.
+    /// partial success, the valid ones kept. The headlight agent's drop counters are recorded.
     pub fn export(&self, request: ExportTraceServiceRequest) -> ExportTraceServiceResponse {
         let bounds = TimeBounds::new(
             now_ns(),
@@ -112,6 +130,15 @@ impl Pipeline {
         self.counters
             .spans_accepted
             .fetch_add(converted.spans.len() as u64, Ordering::Relaxed);
+        self.counters
+            .unsent_children_ignored
+            .fetch_add(converted.unsent_children_ignored, Ordering::Relaxed);
+        if !converted.drop_reports.is_empty() {
+            let mut drops = lock(&self.agent_drops);
+            for report in converted.drop_reports {
+                drops.record(report);
+            }
+        }
         if rejected > 0 {
             let mut by_reason = lock(&self.counters.rejected);
             for (reason, n) in &converted.rejected {

@@ -29,6 +29,8 @@ fn transaction(i: usize, end_ms: i64, duration_us: u64) -> Span {
         error: i.is_multiple_of(7),
         transaction: Some("op".into()),
         attributes: Default::default(),
+        reported_self_ns: None,
+        unsent_children: Vec::new(),
     }
 }
 

@@ -55,7 +55,8 @@ pub(crate) struct Assembler {
     recent_seq: u64,
 }
 
-/// Self time of each span, subtracting its children among `spans`.
+/// Self time of each span: the one the agent reported (`headlight.self_ns`), else its duration
+/// less its children among `spans`.
 fn self_times(spans: &[Span]) -> Vec<i64> {
     let mut children: HashMap<SpanId, Vec<(i64, i64)>> = HashMap::new();
     for s in spans {
@@ -69,6 +70,9 @@ fn self_times(spans: &[Span]) -> Vec<i64> {
     spans
         .iter()
         .map(|s| {
+            if let Some(reported) = s.reported_self_ns {
+                return reported;
+            }
             let kids = children.get(&s.span_id).map(Vec::as_slice).unwrap_or(&[]);
             self_time_ns(s.start_ns, s.end_ns, kids.iter().copied())
         })

@@ -6,6 +6,7 @@
 //! stored. [`Aggregator::drain`] hands the accumulated deltas over as a [`WriteBatch`]; the open
 //! windows stay dense in memory only between two flushes.
 
+pub mod agent_drops;
 pub mod histogram;
 pub mod self_time;
 
@@ -37,6 +38,9 @@ pub struct AggregatorStats {
     pub orphans_dropped: u64,
     /// Child spans that arrived after their transaction and were attributed to it late.
     pub late_children: u64,
+    /// Child spans the agent counted in `headlight.unsent_children` instead of sending, added
+    /// to the breakdown.
+    pub unsent_children: u64,
 }
 
 #[derive(Debug)]
@@ -51,6 +55,15 @@ struct OperationTotals {
     count: u64,
     total_us: u64,
     self_us: u64,
+}
+
+impl OperationTotals {
+    /// Adds spans; saturating, as agent-reported counts can be large.
+    fn add(&mut self, count: u64, total_us: u64, self_us: u64) {
+        self.count = self.count.saturating_add(count);
+        self.total_us = self.total_us.saturating_add(total_us);
+        self.self_us = self.self_us.saturating_add(self_us);
+    }
 }
 
 type OperationKey = (SeriesId, i64, String, SpanKind);
@@ -242,7 +255,8 @@ impl Aggregator {
         }
     }
 
-    /// Adds `spans` (with their self times, ns) to the breakdown of a transaction.
+    /// Adds `spans` (with their self times, ns), and the children the agent reported but did
+    /// not send, to the breakdown of a transaction.
     fn add_operations(&mut self, transaction: TransactionRef, spans: &[Span], self_ns: &[i64]) {
         debug_assert_eq!(spans.len(), self_ns.len());
         for (span, self_ns) in spans.iter().zip(self_ns) {
@@ -255,9 +269,20 @@ impl Aggregator {
                     span.kind,
                 ))
                 .or_default();
-            totals.count += 1;
-            totals.total_us += span.duration_us();
-            totals.self_us += self_ns.unsigned_abs() / 1000;
+            totals.add(1, span.duration_us(), self_ns.unsigned_abs() / 1000);
+            for unsent in &span.unsent_children {
+                self.operations
+                    .entry((
+                        transaction.series,
+                        transaction.window_start_ms,
+                        unsent.name.clone(),
+                        unsent.kind,
+                    ))
+                    .or_default()
+                    .add(unsent.count, unsent.total_ns / 1000, unsent.self_ns / 1000);
+                self.stats.unsent_children =
+                    self.stats.unsent_children.saturating_add(unsent.count);
+            }
         }
     }
 
@@ -309,9 +334,7 @@ impl Aggregator {
             let rolled = rolled_ops
                 .entry((series, rollup_start, operation.clone(), kind))
                 .or_default();
-            rolled.count += totals.count;
-            rolled.total_us += totals.total_us;
-            rolled.self_us += totals.self_us;
+            rolled.add(totals.count, totals.total_us, totals.self_us);
             breakdown.push(breakdown_delta(
                 series,
                 self.config.window_s,
@@ -394,6 +417,8 @@ mod tests {
             error: false,
             transaction: parent.is_none().then(|| name.to_owned()),
             attributes: serde_json::Map::new(),
+            reported_self_ns: None,
+            unsent_children: Vec::new(),
         }
     }
 
@@ -465,6 +490,55 @@ mod tests {
         let batch = agg.drain();
         assert_eq!(raw_self_us(&batch, "async"), 550_000);
         assert_eq!(raw_self_us(&batch, "lost"), 0);
+    }
+
+    fn raw_op(batch: &WriteBatch, operation: &str) -> (u64, u64, u64) {
+        batch
+            .breakdown
+            .iter()
+            .filter(|b| b.resolution_s == 10 && b.operation == operation)
+            .fold((0, 0, 0), |t, b| {
+                (t.0 + b.count, t.1 + b.total_us, t.2 + b.self_us)
+            })
+    }
+
+    #[test]
+    fn reported_self_time_and_unsent_children_complete_the_breakdown() {
+        let mut agg = aggregator(15_000);
+        let mut transaction = span(1, 1, None, "GET /", END_MS - 100, END_MS);
+        transaction.reported_self_ns = Some(30_000_000);
+        transaction.unsent_children = vec![
+            crate::model::UnsentOperation {
+                name: "db".into(),
+                kind: SpanKind::Client,
+                count: 3,
+                total_ns: 45_000_999,
+                self_ns: 45_000_000,
+            },
+            crate::model::UnsentOperation {
+                name: "render".into(),
+                kind: SpanKind::Internal,
+                count: 1,
+                total_ns: 25_000_000,
+                self_ns: 20_000_000,
+            },
+        ];
+        // one child was sent: its own time counts, but the reported self time wins
+        let child = span(1, 2, Some(1), "cache", END_MS - 10, END_MS - 5);
+        agg.apply(vec![transaction, child], Instant::now());
+        assert_eq!(agg.stats().unsent_children, 4);
+        let batch = agg.drain();
+        assert_eq!(raw_op(&batch, "GET /"), (1, 100_000, 30_000));
+        assert_eq!(raw_op(&batch, "db"), (3, 45_000, 45_000));
+        assert_eq!(raw_op(&batch, "render"), (1, 25_000, 20_000));
+        assert_eq!(raw_op(&batch, "cache"), (1, 5_000, 5_000));
+        let rollup_db: u64 = batch
+            .breakdown
+            .iter()
+            .filter(|b| b.resolution_s == 60 && b.operation == "db")
+            .map(|b| b.count)
+            .sum();
+        assert_eq!(rollup_db, 3, "rollups carry the unsent children too");
     }
 
     #[test]

@@ -100,8 +100,14 @@ async fn services(
 ) -> Result<Response, ApiError> {
     Params::new(raw, &[])?;
     let pipeline = state.pipeline;
-    let body =
-        blocking(move || query::services(pipeline.store().as_ref(), pipeline.config())).await?;
+    let body = blocking(move || {
+        query::services(
+            pipeline.store().as_ref(),
+            pipeline.config(),
+            pipeline.agent_drops(),
+        )
+    })
+    .await?;
     Ok(Json(body).into_response())
 }
 

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value::Value};
 
+use super::agent;
+use crate::aggregate::agent_drops::DropReport;
 use crate::config::LimitsConfig;
 use crate::model::{self, Span, SpanKind};
 
@@ -47,6 +49,10 @@ pub struct Converted {
     pub spans: Vec<Span>,
     /// Rejected spans by reason.
     pub rejected: BTreeMap<RejectReason, u64>,
+    /// The headlight agents' drop counters, one report per resource that carries them.
+    pub drop_reports: Vec<DropReport>,
+    /// Malformed (or over the bound) elements of `headlight.unsent_children`, ignored.
+    pub unsent_children_ignored: u64,
     /// The first rejected span, to name in the message.
     first_rejected: Option<(String, RejectReason)>,
 }
@@ -174,7 +180,7 @@ fn json_value(value: Option<AnyValue>, max_len: usize, depth: usize) -> serde_js
 }
 
 /// Cuts `s` to at most `max_len` bytes (on a character boundary), marking the cut with `…`.
-fn truncate(mut s: String, max_len: usize) -> String {
+pub(crate) fn truncate(mut s: String, max_len: usize) -> String {
     if s.len() <= max_len {
         return s;
     }
@@ -238,6 +244,8 @@ pub fn convert(
         let version = string_attribute(resource, "service.version")
             .filter(|v| !v.is_empty())
             .unwrap_or_else(|| "unknown".into());
+        out.drop_reports
+            .extend(agent::drop_report(&service, resource));
         for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
             let (trace_id, span_id, start_ns, end_ns) = match validate(&span, bounds) {
                 Ok(valid) => valid,
@@ -258,17 +266,30 @@ pub fn convert(
                     model::transaction_name(&span.name, |k| string_attribute(&span.attributes, k));
                 truncate(name, 512)
             });
-            let attributes = span
-                .attributes
-                .into_iter()
-                .take(limits.max_attributes_per_span)
-                .map(|kv| {
-                    (
-                        truncate(kv.key, 256),
-                        json_value(kv.value, limits.max_attribute_value_bytes, 0),
-                    )
-                })
-                .collect();
+            let mut attributes = serde_json::Map::new();
+            let mut taken = 0;
+            let mut reported_self_ns = None;
+            let mut unsent_children = Vec::new();
+            for kv in span.attributes {
+                match kv.key.as_str() {
+                    agent::SELF_NS => {
+                        reported_self_ns = agent::self_ns(kv.value, end_ns - start_ns);
+                    }
+                    agent::UNSENT_CHILDREN => {
+                        let unsent = agent::unsent_children(kv.value, bounds.max_duration_ns);
+                        out.unsent_children_ignored += unsent.ignored;
+                        unsent_children = unsent.operations;
+                    }
+                    _ if taken < limits.max_attributes_per_span => {
+                        taken += 1;
+                        attributes.insert(
+                            truncate(kv.key, 256),
+                            json_value(kv.value, limits.max_attribute_value_bytes, 0),
+                        );
+                    }
+                    _ => {}
+                }
+            }
             out.spans.push(Span {
                 trace_id,
                 span_id,
@@ -283,6 +304,8 @@ pub fn convert(
                 error: model::is_error(kind, status_error, http_status),
                 transaction,
                 attributes,
+                reported_self_ns,
+                unsent_children,
             });
         }
     }

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::aggregate::agent_drops::ServiceDrops;
 use crate::aggregate::histogram::{self, LatencyHistogram, LatencyStats};
 use crate::aggregate::self_time::self_time_ns;
 use crate::config::Config;
@@ -37,11 +38,22 @@ pub struct ServiceEntry {
     pub transaction_cap: u32,
     /// Whether transactions beyond the cap were counted under `other`.
     pub overflowed: bool,
+    /// What the service's headlight agents reported they dropped (never received, so missing
+    /// from the histograms), summed over its instances; empty when nothing was reported.
+    pub agent_dropped: ServiceDrops,
 }
 
-/// Lists services from the known series.
-pub fn services(store: &dyn Store, config: &Config) -> Result<ServicesResponse, ApiError> {
+/// Lists services from the known series, with the drops their agents reported (`agent_drops`,
+/// by service). A service known only from its agents' reports is listed too, with no series.
+pub fn services(
+    store: &dyn Store,
+    config: &Config,
+    mut agent_drops: BTreeMap<String, ServiceDrops>,
+) -> Result<ServicesResponse, ApiError> {
     let mut by_service: BTreeMap<String, [BTreeSet<String>; 3]> = BTreeMap::new();
+    for service in agent_drops.keys() {
+        by_service.entry(service.clone()).or_default();
+    }
     for record in store.series(&SeriesFilter::default())? {
         let SeriesKey {
             service,
@@ -58,12 +70,13 @@ pub fn services(store: &dyn Store, config: &Config) -> Result<ServicesResponse, 
         .into_iter()
         .map(
             |(service, [environments, versions, transactions])| ServiceEntry {
-                service,
                 environments: environments.into_iter().collect(),
                 versions: versions.into_iter().collect(),
                 overflowed: transactions.contains(OVERFLOW_TRANSACTION),
                 transactions: transactions.into_iter().collect(),
                 transaction_cap: config.aggregation.max_transactions_per_service,
+                agent_dropped: agent_drops.remove(&service).unwrap_or_default(),
+                service,
             },
         )
         .collect();

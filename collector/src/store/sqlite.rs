@@ -303,6 +303,8 @@ fn span_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Span, String)> {
             error: r.get(10)?,
             transaction: r.get(11)?,
             attributes: serde_json::Map::new(),
+            reported_self_ns: None,
+            unsent_children: Vec::new(),
         },
         attributes,
     ))
@@ -705,6 +707,8 @@ mod tests {
             error: false,
             transaction: Some("op".into()),
             attributes: serde_json::Map::new(),
+            reported_self_ns: None,
+            unsent_children: Vec::new(),
         }
     }
 
