@@ -160,16 +160,15 @@ pub(crate) fn request(
     for reason in DropReason::ALL {
         let transactions = stats.transactions_dropped.get(reason);
         let spans = stats.spans_dropped.get(reason);
-        if spans > 0 || transactions > 0 {
-            attributes.push(int(
-                &format!("headlight.agent.dropped_transactions.{}", reason.as_str()),
-                transactions,
-            ));
-            attributes.push(int(
-                &format!("headlight.agent.dropped_spans.{}", reason.as_str()),
-                spans,
-            ));
-        }
+        // Zeros are sent too: the collector counts an instance once it reports.
+        attributes.push(int(
+            &format!("headlight.agent.dropped_transactions.{}", reason.as_str()),
+            transactions,
+        ));
+        attributes.push(int(
+            &format!("headlight.agent.dropped_spans.{}", reason.as_str()),
+            spans,
+        ));
     }
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
