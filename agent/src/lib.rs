@@ -398,7 +398,7 @@ impl AgentGuard {
         let (done, finished) = sync_channel(1);
         if self
             .control
-            .try_send(Control::Shutdown(deadline, done))
+            .try_send(Control::Shutdown(deadline, Some(done)))
             .is_ok()
             && finished
                 .recv_timeout(self.shutdown_timeout + Duration::from_millis(500))

@@ -4,6 +4,7 @@
 mod otlp;
 pub(crate) mod tail;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::SyncSender;
@@ -35,7 +36,7 @@ pub(crate) enum Control {
     /// Ships everything queued now, then answers.
     Flush(SyncSender<()>),
     /// Ships what it can before the deadline, counts the rest as dropped, answers and stops.
-    Shutdown(std::time::Instant, SyncSender<()>),
+    Shutdown(std::time::Instant, Option<SyncSender<()>>),
 }
 
 /// Starts the export thread.
@@ -85,8 +86,11 @@ pub(crate) fn spawn(
                     queue,
                     tail: TailDecider::new(tail),
                     batch: Vec::new(),
+                    control: control_rx,
+                    stashed: VecDeque::new(),
+                    shutdown_deadline: None,
                 };
-                exporter.run(control_rx).await;
+                exporter.run().await;
             });
         })
         .map_err(InitError::Thread)?;
@@ -102,43 +106,96 @@ struct Exporter {
     tail: TailDecider,
     /// Converted spans waiting to be sent; `true` marks a transaction span.
     batch: Vec<(Span, bool)>,
+    control: tokio::sync::mpsc::Receiver<Control>,
+    /// Control messages that arrived during an export, handled right after it.
+    stashed: VecDeque<Control>,
+    /// Set once shutdown is asked for: no export or retry runs past it.
+    shutdown_deadline: Option<Instant>,
 }
 
 impl Exporter {
-    async fn run(mut self, mut control: tokio::sync::mpsc::Receiver<Control>) {
+    async fn run(mut self) {
         loop {
-            let wake = Instant::now() + self.config.batch_timeout;
-            tokio::select! {
-                () = self.queue.notify.notified() => {}
-                () = tokio::time::sleep_until(wake) => {}
-                message = control.recv() => match message {
-                    Some(Control::Flush(done)) => {
-                        self.drain();
-                        self.send_all(None).await;
+            let message = match self.stashed.pop_front() {
+                Some(message) => Some(message),
+                None => {
+                    let wake = Instant::now() + self.config.batch_timeout;
+                    tokio::select! {
+                        () = self.queue.notify.notified() => None,
+                        () = tokio::time::sleep_until(wake) => None,
+                        message = self.control.recv() => Some(message.unwrap_or_else(|| {
+                            Control::Shutdown(
+                                std::time::Instant::now() + self.config.shutdown_timeout,
+                                None,
+                            )
+                        })),
+                    }
+                }
+            };
+            match message {
+                None => {
+                    self.drain();
+                    self.send_all().await;
+                }
+                Some(Control::Flush(done)) => {
+                    self.drain();
+                    self.send_all().await;
+                    let _ = done.try_send(());
+                }
+                Some(Control::Shutdown(deadline, done)) => {
+                    self.note_deadline(Instant::from_std(deadline));
+                    self.queue.close();
+                    self.drain();
+                    self.send_all().await;
+                    for message in self.stashed.drain(..) {
+                        match message {
+                            Control::Flush(done) | Control::Shutdown(_, Some(done)) => {
+                                let _ = done.try_send(());
+                            }
+                            Control::Shutdown(_, None) => {}
+                        }
+                    }
+                    if let Some(done) = done {
                         let _ = done.try_send(());
-                        continue;
                     }
-                    Some(Control::Shutdown(deadline, done)) => {
-                        self.shutdown(Instant::from_std(deadline)).await;
-                        let _ = done.try_send(());
-                        return;
-                    }
-                    None => {
-                        let deadline = Instant::now() + self.config.shutdown_timeout;
-                        self.shutdown(deadline).await;
-                        return;
-                    }
-                },
+                    return;
+                }
             }
-            self.drain();
-            self.send_all(None).await;
         }
     }
 
-    async fn shutdown(&mut self, deadline: Instant) {
-        self.queue.close();
-        self.drain();
-        self.send_all(Some(deadline)).await;
+    fn note_deadline(&mut self, deadline: Instant) {
+        self.shutdown_deadline = Some(self.shutdown_deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// Awaits `future` while still taking control messages; `None` when the shutdown deadline
+    /// passes first.
+    async fn wait<F: std::future::Future>(&mut self, future: F) -> Option<F::Output> {
+        tokio::pin!(future);
+        let mut control_open = true;
+        loop {
+            let deadline = self
+                .shutdown_deadline
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            tokio::select! {
+                output = &mut future => return Some(output),
+                () = tokio::time::sleep_until(deadline) => return None,
+                message = self.control.recv(), if control_open => match message {
+                    Some(message) => {
+                        if let Control::Shutdown(deadline, _) = &message {
+                            self.note_deadline(Instant::from_std(*deadline));
+                        }
+                        self.stashed.push_back(message);
+                    }
+                    None => {
+                        control_open = false;
+                        let deadline = Instant::now() + self.config.shutdown_timeout;
+                        self.note_deadline(deadline);
+                        self.stashed.push_back(Control::Shutdown(deadline.into_std(), None));
+                    }
+                },
+            }
+        }
     }
 
     /// Moves queued items into the batch, making the tail decision for each transaction.
@@ -170,44 +227,50 @@ impl Exporter {
     }
 
     /// Sends the batch in requests of at most `max_batch_spans`.
-    async fn send_all(&mut self, deadline: Option<Instant>) {
+    async fn send_all(&mut self) {
         while !self.batch.is_empty() {
             let take = self.batch.len().min(self.config.max_batch_spans);
             let chunk: Vec<(Span, bool)> = self.batch.drain(..take).collect();
             let transactions = chunk.iter().filter(|(_, t)| *t).count() as u64;
             let spans = chunk.into_iter().map(|(s, _)| s).collect();
-            self.send(spans, transactions, deadline).await;
+            self.send(spans, transactions).await;
         }
     }
 
     /// Sends one request, retrying what OTLP says is retryable until `max_retry_elapsed` (or
     /// the shutdown deadline); a partial success is final.
-    async fn send(&mut self, spans: Vec<Span>, transactions: u64, deadline: Option<Instant>) {
+    async fn send(&mut self, spans: Vec<Span>, transactions: u64) {
         let counters = Arc::clone(&self.queue.counters);
         let count = spans.len() as u64;
         let request = otlp::request(&self.resource, &counters.snapshot(), spans);
-        let started = Instant::now();
-        let retry_limit = started + self.config.max_retry_elapsed;
-        let give_up = deadline.map_or(retry_limit, |d| d.min(retry_limit));
-        let drop_reason = if deadline.is_some_and(|d| d < retry_limit) {
-            DropReason::Shutdown
-        } else {
-            DropReason::ExportFailed
-        };
+        let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;
         loop {
-            let now = Instant::now();
+            let give_up = self.shutdown_deadline.map_or(retry_limit, |d| d.min(retry_limit));
+            let reason = if self.shutdown_deadline.is_some_and(|d| d < retry_limit) {
+                DropReason::Shutdown
+            } else {
+                DropReason::ExportFailed
+            };
             let timeout = self
                 .config
                 .timeout
-                .min(give_up.saturating_duration_since(now))
+                .min(give_up.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(10));
             let mut call = tonic::Request::new(request.clone());
             *call.metadata_mut() = self.headers.clone();
             call.set_timeout(timeout);
             counters.export_requests.fetch_add(1, Relaxed);
-            let status = match tokio::time::timeout(timeout, self.client.export(call)).await {
-                Ok(Ok(response)) => {
+            let mut client = self.client.clone();
+            let outcome = self
+                .wait(tokio::time::timeout(timeout, client.export(call)))
+                .await;
+            let status = match outcome {
+                None => {
+                    counters.dropped(DropReason::Shutdown, count, transactions);
+                    return;
+                }
+                Some(Ok(Ok(response))) => {
                     let rejected = response
                         .into_inner()
                         .partial_success
@@ -221,8 +284,8 @@ impl Exporter {
                     }
                     return;
                 }
-                Ok(Err(status)) => status,
-                Err(_) => Status::deadline_exceeded("export timed out"),
+                Some(Ok(Err(status))) => status,
+                Some(Err(_)) => Status::deadline_exceeded("export timed out"),
             };
             let Some(delay) = retry_delay(&status, attempt) else {
                 counters.dropped(DropReason::ExportFailed, count, transactions);
@@ -230,13 +293,16 @@ impl Exporter {
                 return;
             };
             if Instant::now() + delay >= give_up {
-                counters.dropped(drop_reason, count, transactions);
+                counters.dropped(reason, count, transactions);
                 tracing::warn!(code = ?status.code(), spans = count, attempts = attempt + 1, "export failed, retries exhausted");
                 return;
             }
             counters.export_retries.fetch_add(1, Relaxed);
             attempt += 1;
-            tokio::time::sleep(delay).await;
+            if self.wait(tokio::time::sleep(delay)).await.is_none() {
+                counters.dropped(DropReason::Shutdown, count, transactions);
+                return;
+            }
         }
     }
 }
