@@ -86,15 +86,32 @@ pub struct Service {
 
 impl Service {
     /// Serves `app()` on 127.0.0.1:0 with the agent built from `builder`.
-    pub fn start(
-        builder: Builder,
+    pub fn start(builder: Builder, app: impl FnOnce() -> axum::Router + Send + 'static) -> Self {
+        Self::start_with(Some(builder), app)
+    }
+
+    /// Serves `app()` without any subscriber: the uninstrumented baseline.
+    pub fn start_plain(app: impl FnOnce() -> axum::Router + Send + 'static) -> Self {
+        Self::start_with(None, app)
+    }
+
+    fn start_with(
+        builder: Option<Builder>,
         app: impl FnOnce() -> axum::Router + Send + 'static,
     ) -> Self {
         let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let (layer, guard) = builder.build().unwrap();
-            let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+            let (layer, guard) = match builder {
+                Some(builder) => {
+                    let (layer, guard) = builder.build().unwrap();
+                    (Some(layer), Some(guard))
+                }
+                None => (None, None),
+            };
+            let _default = layer.map(|layer| {
+                tracing::subscriber::set_default(tracing_subscriber::registry().with(layer))
+            });
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -113,7 +130,10 @@ impl Service {
                 .unwrap();
             });
             drop(runtime);
-            assert!(guard.flush(Duration::from_secs(60)), "agent flush timed out");
+            let Some(guard) = guard else {
+                return AgentStats::default();
+            };
+            guard.flush(Duration::from_secs(60));
             guard.shutdown()
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap();
