@@ -3,116 +3,20 @@
 //! as dropped by reason (or, for children, summarized by the tail decision) — and nothing is
 //! received twice.
 //!
-//! The faults come from a real gRPC server in front of the real collector pipeline: it delays,
-//! refuses with `UNAVAILABLE` + `RetryInfo`, or forwards, and records every span id it
-//! forwarded.
+//! The faults come from a real gRPC server in front of the real collector pipeline
+//! (`common::front`): it delays, refuses with `UNAVAILABLE` + `RetryInfo`, or forwards, and
+//! records every span id it forwarded.
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::front::{Fault, Seen, serve_front};
 use common::{Collector, agent, assert_conserved};
 use headlight_agent::{AgentStats, Builder, DropReason};
-use headlight_collector::pipeline::Pipeline;
-use headlight_proto::otlp::collector::trace_service_server::{TraceService, TraceServiceServer};
-use headlight_proto::otlp::collector::{ExportTraceServiceRequest, ExportTraceServiceResponse};
-use tonic::codec::CompressionEncoding;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 use tracing_subscriber::prelude::*;
-
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    None,
-    /// Every request waits this long before it is forwarded.
-    Slow(Duration),
-    /// This share (percent) of requests is refused with UNAVAILABLE and a 20 ms RetryInfo.
-    Unavailable(u64),
-}
-
-#[derive(Debug, Default)]
-struct Seen {
-    /// How many times each span id was forwarded.
-    spans: HashMap<Vec<u8>, u32>,
-    refused: u64,
-}
-
-struct FaultyFront {
-    fault: Fault,
-    pipeline: Arc<Pipeline>,
-    seen: Arc<Mutex<Seen>>,
-    calls: Mutex<u64>,
-}
-
-#[tonic::async_trait]
-impl TraceService for FaultyFront {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let call = {
-            let mut calls = self.calls.lock().unwrap();
-            *calls += 1;
-            *calls
-        };
-        match self.fault {
-            Fault::None => {}
-            Fault::Slow(delay) => tokio::time::sleep(delay).await,
-            Fault::Unavailable(percent) => {
-                // A fixed pattern, so the share is exact: `percent` of every 10 calls.
-                if (call * 7919) % 100 < percent {
-                    self.seen.lock().unwrap().refused += 1;
-                    return Err(Status::with_error_details(
-                        Code::Unavailable,
-                        "collector busy",
-                        ErrorDetails::with_retry_info(Some(Duration::from_millis(20))),
-                    ));
-                }
-            }
-        }
-        let request = request.into_inner();
-        {
-            let mut seen = self.seen.lock().unwrap();
-            for resource in &request.resource_spans {
-                for scope in &resource.scope_spans {
-                    for span in &scope.spans {
-                        *seen.spans.entry(span.span_id.clone()).or_default() += 1;
-                    }
-                }
-            }
-        }
-        let pipeline = Arc::clone(&self.pipeline);
-        let response = tokio::task::spawn_blocking(move || pipeline.export(request))
-            .await
-            .unwrap();
-        Ok(Response::new(response))
-    }
-}
-
-/// Serves the faulty front on `listener`.
-fn serve_front(
-    listener: tokio::net::TcpListener,
-    fault: Fault,
-    pipeline: Arc<Pipeline>,
-) -> Arc<Mutex<Seen>> {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let front = FaultyFront {
-        fault,
-        pipeline,
-        seen: Arc::clone(&seen),
-        calls: Mutex::new(0),
-    };
-    let service = TraceServiceServer::new(front).accept_compressed(CompressionEncoding::Gzip);
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    seen
-}
 
 const CHILDREN: u64 = 2;
 
@@ -158,8 +62,8 @@ async fn assert_accounted(
         "collector counted {counted}: {stats:?}"
     );
     let seen = seen.lock().unwrap();
-    let distinct = seen.spans.len() as u64;
-    let duplicates: u32 = seen.spans.values().map(|n| n - 1).sum();
+    let distinct = seen.times_seen.len() as u64;
+    let duplicates: u32 = seen.times_seen.values().map(|n| n - 1).sum();
     assert_eq!(duplicates, 0, "no span is received twice");
     assert_eq!(
         distinct + stats.spans_not_kept + stats.spans_dropped.total(),
@@ -173,7 +77,7 @@ async fn start_front(fault: Fault) -> (Collector, Arc<Mutex<Seen>>, SocketAddr) 
     let collector = Collector::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = serve_front(listener, fault, Arc::clone(collector.server.pipeline()));
+    let seen = serve_front(listener, fault, Some(Arc::clone(collector.server.pipeline())));
     (collector, seen, addr)
 }
 
@@ -233,7 +137,7 @@ async fn collector_down_then_up_gets_the_retried_batches() {
     let opener = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-        serve_front(listener, Fault::None, pipeline)
+        serve_front(listener, Fault::None, Some(pipeline))
     });
     let stats = emit(
         agent("orders", &format!("http://{addr}")),
