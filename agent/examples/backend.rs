@@ -47,7 +47,9 @@ async fn main() -> anyhow::Result<()> {
         .service_version(env!("CARGO_PKG_VERSION"))
         .build()?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with(tracing_subscriber::fmt::layer())
         .with(layer)
         .init();

@@ -20,7 +20,10 @@ pub fn app(backend: String) -> Router {
         .layer(headlight_agent::HttpLayer::new())
 }
 
-async fn checkout(State(backend): State<String>, Path(item): Path<u64>) -> Result<String, StatusCode> {
+async fn checkout(
+    State(backend): State<String>,
+    Path(item): Path<u64>,
+) -> Result<String, StatusCode> {
     let url = format!("{backend}/prices/{item}");
     let span = tracing::info_span!(
         "GET /prices/{item}",
@@ -58,7 +61,9 @@ async fn main() -> anyhow::Result<()> {
         .service_version(env!("CARGO_PKG_VERSION"))
         .build()?;
     tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with(tracing_subscriber::fmt::layer())
         .with(layer)
         .init();

@@ -160,8 +160,10 @@ impl Headers {
 }
 
 fn redact(item: &str) -> String {
-    item.split_once('=')
-        .map_or_else(|| "<redacted>".to_owned(), |(k, _)| format!("{k}=<redacted>"))
+    item.split_once('=').map_or_else(
+        || "<redacted>".to_owned(),
+        |(k, _)| format!("{k}=<redacted>"),
+    )
 }
 
 fn percent_decode(s: &str) -> String {
@@ -190,10 +192,12 @@ fn percent_decode(s: &str) -> String {
 pub fn parse_resource_attributes(list: &str) -> Result<Vec<(String, String)>, ConfigError> {
     Headers::parse(list)
         .map(|h| h.0)
-        .map_err(|ConfigError::Invalid { message, .. }| ConfigError::Invalid {
-            key: "OTEL_RESOURCE_ATTRIBUTES",
-            message,
-        })
+        .map_err(
+            |ConfigError::Invalid { message, .. }| ConfigError::Invalid {
+                key: "OTEL_RESOURCE_ATTRIBUTES",
+                message,
+            },
+        )
 }
 
 /// The local tail decision (design.md §3): which transactions keep their child spans.
@@ -351,7 +355,10 @@ mod tests {
 
     #[test]
     fn samplers_parse_and_decide() {
-        assert_eq!(Sampler::parse("always_off", None).unwrap(), Sampler::AlwaysOff);
+        assert_eq!(
+            Sampler::parse("always_off", None).unwrap(),
+            Sampler::AlwaysOff
+        );
         let half = Sampler::parse("traceidratio", Some("0.5")).unwrap();
         let mut kept = 0;
         for i in 0u64..10_000 {

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http::{Request, Response};
+use tracing::Instrument as _;
 use tracing::Span;
 use tracing::instrument::Instrumented;
-use tracing::Instrument as _;
 
 /// A `tower::Layer` that opens the transaction span of every request.
 ///

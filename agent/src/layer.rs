@@ -109,10 +109,7 @@ impl HeadlightLayer {
             return;
         }
         record.end_ns = ids::now_ns().max(record.start_ns);
-        let mut children = unit
-            .children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut children = unit.children.lock().unwrap_or_else(PoisonError::into_inner);
         if transaction {
             children.closed = true;
             let spans = std::mem::take(&mut children.spans);

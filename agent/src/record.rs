@@ -122,7 +122,9 @@ impl SpanRecord {
         }
         // The collector's rule: a server span answering HTTP ≥ 500 is an error.
         self.kind == Kind::Server
-            && self.attribute_i64("http.response.status_code").is_some_and(|s| s >= 500)
+            && self
+                .attribute_i64("http.response.status_code")
+                .is_some_and(|s| s >= 500)
     }
 
     pub(crate) fn attribute_str(&self, key: &str) -> Option<&str> {
@@ -177,10 +179,8 @@ impl SpanVisitor<'_> {
                 }
             }
             "otel.status_code" => match value.trim().to_ascii_uppercase().as_str() {
-                "ERROR" => {
-                    if !matches!(self.record.status, Status::Error(_)) {
-                        self.record.status = Status::Error(None);
-                    }
+                "ERROR" if !matches!(self.record.status, Status::Error(_)) => {
+                    self.record.status = Status::Error(None);
                 }
                 "OK" => self.record.status = Status::Ok,
                 _ => {}

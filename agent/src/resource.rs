@@ -62,7 +62,10 @@ pub(crate) fn detect(
     set("process.runtime.name", "rust".to_owned());
     set("telemetry.sdk.name", "headlight-agent".to_owned());
     set("telemetry.sdk.language", "rust".to_owned());
-    set("telemetry.sdk.version", env!("CARGO_PKG_VERSION").to_owned());
+    set(
+        "telemetry.sdk.version",
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
     for (key, value) in extra {
         if !matches!(
             key.as_str(),

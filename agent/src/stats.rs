@@ -125,9 +125,9 @@ impl Counters {
         };
         // Counters are read one by one while others move; what is not accounted for yet is
         // pending by definition.
-        stats.spans_pending = stats.spans_recorded.saturating_sub(
-            stats.spans_sent + stats.spans_not_kept + stats.spans_dropped.total(),
-        );
+        stats.spans_pending = stats
+            .spans_recorded
+            .saturating_sub(stats.spans_sent + stats.spans_not_kept + stats.spans_dropped.total());
         stats.transactions_pending = stats
             .transactions_recorded
             .saturating_sub(stats.transactions_sent + stats.transactions_dropped.total());

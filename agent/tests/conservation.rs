@@ -77,7 +77,11 @@ async fn start_front(fault: Fault) -> (Collector, Arc<Mutex<Seen>>, SocketAddr) 
     let collector = Collector::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let seen = serve_front(listener, fault, Some(Arc::clone(collector.server.pipeline())));
+    let seen = serve_front(
+        listener,
+        fault,
+        Some(Arc::clone(collector.server.pipeline())),
+    );
     (collector, seen, addr)
 }
 

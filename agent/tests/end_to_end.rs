@@ -3,12 +3,12 @@
 
 mod common;
 
-#[path = "../examples/axum_service.rs"]
-mod users;
 #[path = "../examples/backend.rs"]
 mod backend;
 #[path = "../examples/frontend.rs"]
 mod frontend;
+#[path = "../examples/axum_service.rs"]
+mod users;
 
 use std::collections::HashSet;
 
@@ -101,7 +101,10 @@ async fn a_call_across_two_services_is_one_trace() {
             .text()
             .await
             .unwrap();
-        assert_eq!(body, format!("{{\"item\":{item},\"price_cents\":{}}}", item * 100 + 99));
+        assert_eq!(
+            body,
+            format!("{{\"item\":{item},\"price_cents\":{}}}", item * 100 + 99)
+        );
     }
     let frontend_stats = frontend.stop();
     let backend_stats = backend.stop();
@@ -118,15 +121,25 @@ async fn a_call_across_two_services_is_one_trace() {
     let mut trace_ids = HashSet::new();
     for transaction in listed {
         let trace_id = transaction["trace_id"].as_str().unwrap();
-        assert!(trace_ids.insert(trace_id.to_owned()), "one trace per request");
+        assert!(
+            trace_ids.insert(trace_id.to_owned()),
+            "one trace per request"
+        );
         let trace = collector.get(&format!("/api/v1/traces/{trace_id}")).await;
         let spans = trace["spans"].as_array().unwrap();
         // frontend transaction → client call → backend transaction → database span.
         assert_eq!(spans.len(), 4, "{trace}");
-        let ids: HashSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+        let ids: HashSet<&str> = spans
+            .iter()
+            .map(|s| s["span_id"].as_str().unwrap())
+            .collect();
         let roots: Vec<&Value> = spans
             .iter()
-            .filter(|s| s["parent_span_id"].as_str().is_none_or(|p| !ids.contains(p)))
+            .filter(|s| {
+                s["parent_span_id"]
+                    .as_str()
+                    .is_none_or(|p| !ids.contains(p))
+            })
             .collect();
         assert_eq!(roots.len(), 1, "one tree: {trace}");
         let root = roots[0];

@@ -143,6 +143,12 @@ fn memory_stays_flat_while_the_collector_hangs() {
     assert_eq!(stats.transactions_recorded, 220_000);
     // 600 000 spans of ~0.5 KiB would be ~300 MiB if anything kept them.
     let grown_mib = after.saturating_sub(before) / 1024;
-    assert!(grown_mib < 16, "RSS grew {grown_mib} MiB ({before} → {after} KiB)");
-    assert!(stats.spans_dropped.get(DropReason::QueueFull) >= 590_000, "{stats:?}");
+    assert!(
+        grown_mib < 16,
+        "RSS grew {grown_mib} MiB ({before} → {after} KiB)"
+    );
+    assert!(
+        stats.spans_dropped.get(DropReason::QueueFull) >= 590_000,
+        "{stats:?}"
+    );
 }

@@ -115,11 +115,24 @@ async fn fields_events_status_and_kind_arrive_as_otlp_beside_fmt_and_env_filter(
     assert_eq!(root.kind, 5, "consumer");
     assert!(root.parent_span_id.is_empty());
     assert_eq!(value(&root.attributes, "count"), Some(&Value::IntValue(3)));
-    assert_eq!(value(&root.attributes, "ratio"), Some(&Value::DoubleValue(0.5)));
-    assert_eq!(value(&root.attributes, "urgent"), Some(&Value::BoolValue(true)));
-    assert_eq!(string(&root.attributes, "customer").as_deref(), Some("acme"));
+    assert_eq!(
+        value(&root.attributes, "ratio"),
+        Some(&Value::DoubleValue(0.5))
+    );
+    assert_eq!(
+        value(&root.attributes, "urgent"),
+        Some(&Value::BoolValue(true))
+    );
+    assert_eq!(
+        string(&root.attributes, "customer").as_deref(),
+        Some("acme")
+    );
     assert_eq!(string(&root.attributes, "items").as_deref(), Some("[1, 2]"));
-    assert!(root.attributes.iter().all(|kv| !kv.key.starts_with("otel.")));
+    assert!(
+        root.attributes
+            .iter()
+            .all(|kv| !kv.key.starts_with("otel."))
+    );
     assert_eq!(root.events.len(), 1, "the agent's own event is left out");
     assert_eq!(root.events[0].name, "cache miss");
     assert_eq!(
@@ -145,7 +158,10 @@ async fn fields_events_status_and_kind_arrive_as_otlp_beside_fmt_and_env_filter(
 
     let resource = &seen.resource;
     assert_eq!(string(resource, "service.name").as_deref(), Some("shop"));
-    assert_eq!(string(resource, "service.version").as_deref(), Some("1.0.0"));
+    assert_eq!(
+        string(resource, "service.version").as_deref(),
+        Some("1.0.0")
+    );
     assert_eq!(
         string(resource, "telemetry.sdk.name").as_deref(),
         Some("headlight-agent")
@@ -154,7 +170,10 @@ async fn fields_events_status_and_kind_arrive_as_otlp_beside_fmt_and_env_filter(
         string(resource, "process.pid"),
         Some(std::process::id().to_string())
     );
-    assert_eq!(string(resource, "service.instance.id").map(|s| s.len()), Some(32));
+    assert_eq!(
+        string(resource, "service.instance.id").map(|s| s.len()),
+        Some(32)
+    );
     assert_eq!(
         value(resource, "headlight.agent.dropped_transactions.queue_full"),
         Some(&Value::IntValue(0))
@@ -217,7 +236,10 @@ async fn otel_variables_configure_the_agent_and_the_builder_overrides_them() {
             "service.version=9.9,deployment.environment.name=staging,team=payments",
         ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", url.as_str()),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20s3cret"),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20s3cret",
+        ),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
         ("OTEL_BSP_SCHEDULE_DELAY", "50"),
     ]);
@@ -225,7 +247,10 @@ async fn otel_variables_configure_the_agent_and_the_builder_overrides_them() {
     let config = builder.config().unwrap();
     assert_eq!(config.export.max_queue_spans, 100);
     assert_eq!(config.export.batch_timeout, Duration::from_millis(50));
-    assert!(!format!("{config:?}").contains("s3cret"), "secrets stay out of Debug");
+    assert!(
+        !format!("{config:?}").contains("s3cret"),
+        "secrets stay out of Debug"
+    );
     let (layer, guard) = builder.build().unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
     tokio::task::spawn_blocking(move || {
@@ -240,7 +265,10 @@ async fn otel_variables_configure_the_agent_and_the_builder_overrides_them() {
     assert_eq!(seen.spans.len(), 1);
     assert_eq!(seen.authorization.as_deref(), Some("Bearer s3cret"));
     let resource = &seen.resource;
-    assert_eq!(string(resource, "service.name").as_deref(), Some("from-env"));
+    assert_eq!(
+        string(resource, "service.name").as_deref(),
+        Some("from-env")
+    );
     assert_eq!(string(resource, "service.version").as_deref(), Some("10.0"));
     assert_eq!(
         string(resource, "deployment.environment.name").as_deref(),

@@ -1,6 +1,9 @@
 //! Benchmarks, load generator and accuracy harness for Headlight; figures in `benches/RESULTS.md`.
 //!
-//! This library holds what the benches share: synthetic OTLP traffic with a known shape.
+//! This library holds what the benches share: synthetic OTLP traffic with a known shape, and
+//! an in-process OTLP/gRPC [`sink`] for the agent's exporters.
+
+pub mod sink;
 
 use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value};

@@ -58,8 +58,8 @@ pub(crate) fn spawn(
         .tcp_nodelay(true);
     let mut headers = MetadataMap::new();
     for (key, value) in &config.headers.0 {
-        let key = MetadataKey::from_bytes(key.as_bytes())
-            .map_err(|_| InitError::Header(key.clone()))?;
+        let key =
+            MetadataKey::from_bytes(key.as_bytes()).map_err(|_| InitError::Header(key.clone()))?;
         let value = MetadataValue::try_from(value.as_str())
             .map_err(|_| InitError::Header(key.to_string()))?;
         headers.insert(key, value);
@@ -203,8 +203,7 @@ impl Exporter {
         for item in self.queue.take() {
             match item {
                 Item::Loose(span) => self.batch.push((otlp::span(span, None), false)),
-                Item::Transaction { span, children } => match self.tail.decide(&span, &children)
-                {
+                Item::Transaction { span, children } => match self.tail.decide(&span, &children) {
                     Decision::Keep => {
                         self.batch
                             .extend(children.into_iter().map(|c| (otlp::span(c, None), false)));
@@ -246,7 +245,9 @@ impl Exporter {
         let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;
         loop {
-            let give_up = self.shutdown_deadline.map_or(retry_limit, |d| d.min(retry_limit));
+            let give_up = self
+                .shutdown_deadline
+                .map_or(retry_limit, |d| d.min(retry_limit));
             let reason = if self.shutdown_deadline.is_some_and(|d| d < retry_limit) {
                 DropReason::Shutdown
             } else {
@@ -354,6 +355,9 @@ mod tests {
             "slow down",
             ErrorDetails::with_retry_info(Some(Duration::from_millis(1_234))),
         );
-        assert_eq!(retry_delay(&with_info, 3), Some(Duration::from_millis(1_234)));
+        assert_eq!(
+            retry_delay(&with_info, 3),
+            Some(Duration::from_millis(1_234))
+        );
     }
 }

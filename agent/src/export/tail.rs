@@ -138,7 +138,9 @@ impl TailDecider {
         let state = if let Some(state) = self.names.get_mut(name.as_ref()) {
             state
         } else if self.names.len() < MAX_NAMES {
-            self.names.entry(name.into_owned()).or_insert_with(NameState::new)
+            self.names
+                .entry(name.into_owned())
+                .or_insert_with(NameState::new)
         } else {
             &mut self.overflow
         };
@@ -156,8 +158,7 @@ impl TailDecider {
         let error = self.config.keep_errors
             && (transaction.is_error() || children.iter().any(SpanRecord::is_error));
         let sampled = self.config.sample_ratio > 0.0
-            && ((ids::next_u64() >> 11) as f64)
-                < self.config.sample_ratio * (1u64 << 53) as f64;
+            && ((ids::next_u64() >> 11) as f64) < self.config.sample_ratio * (1u64 << 53) as f64;
         if children.is_empty() || error || slow || first_in_window || sampled {
             if first_in_window {
                 state.kept_in_window += 1;

@@ -58,7 +58,9 @@ impl Collector {
     /// Returns how many transactions the collector counted for `service` in the last hour.
     pub async fn transactions_counted(&self, service: &str) -> u64 {
         self.server.flush().await.unwrap();
-        let body = self.get(&format!("/api/v1/latency?service={service}")).await;
+        let body = self
+            .get(&format!("/api/v1/latency?service={service}"))
+            .await;
         body["summary"]["count"].as_u64().unwrap_or(0)
     }
 }
