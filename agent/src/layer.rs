@@ -80,6 +80,10 @@ impl SpanState {
 /// - A span of kind server or consumer, or a span without a recorded parent, is a
 ///   transaction: it is always sent (unless the head sampler said no); its children are kept or
 ///   summarized by the local tail decision.
+/// - Spans and events more verbose than the builder's `max_level` (default INFO) are not
+///   recorded, so `debug`/`trace` spans of libraries (hyper, h2, tonic) do not become
+///   transactions; a recorded span inside a skipped one attaches to the nearest recorded
+///   ancestor.
 /// - Events with a `headlight_agent` target and everything on the export thread are ignored.
 ///
 /// Build it with [`crate::builder`]; it composes with any other layer (`fmt`, `EnvFilter`…).
@@ -88,14 +92,21 @@ pub struct HeadlightLayer {
     queue: Arc<Queue>,
     sampler: Sampler,
     max_children: usize,
+    max_level: Level,
 }
 
 impl HeadlightLayer {
-    pub(crate) fn new(queue: Arc<Queue>, sampler: Sampler, max_children: usize) -> Self {
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        sampler: Sampler,
+        max_children: usize,
+        max_level: Level,
+    ) -> Self {
         Self {
             queue,
             sampler,
             max_children,
+            max_level,
         }
     }
 
@@ -132,12 +143,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if suppressed() {
+        if suppressed() || *attrs.metadata().level() > self.max_level {
             return;
         }
         let Some(span) = ctx.span(id) else { return };
-        let parent = span.parent().and_then(|parent| {
-            let extensions = parent.extensions();
+        // The nearest recorded ancestor: spans below `max_level` are skipped, not cut out.
+        let parent = span.scope().skip(1).find_map(|ancestor| {
+            let extensions = ancestor.extensions();
             extensions
                 .get::<SpanState>()
                 .map(|p| (Arc::clone(&p.unit), p.record.span_id))
@@ -215,7 +227,10 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        if suppressed() || event.metadata().target().starts_with("headlight_agent") {
+        if suppressed()
+            || *event.metadata().level() > self.max_level
+            || event.metadata().target().starts_with("headlight_agent")
+        {
             return;
         }
         let Some(span) = ctx.event_span(event) else {

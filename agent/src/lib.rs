@@ -100,6 +100,7 @@ pub struct Builder {
     sampler: Result<Sampler, ConfigError>,
     tail: TailConfig,
     export: Result<ExportConfig, ConfigError>,
+    max_level: tracing::Level,
 }
 
 impl Builder {
@@ -152,6 +153,7 @@ impl Builder {
             sampler,
             tail: TailConfig::default(),
             export,
+            max_level: tracing::Level::INFO,
         }
     }
 
@@ -190,6 +192,13 @@ impl Builder {
     /// Sets the head sampler.
     pub fn sampler(mut self, sampler: Sampler) -> Self {
         self.sampler = Ok(sampler);
+        self
+    }
+
+    /// Sets the most verbose level recorded (default `INFO`): spans and events below it are
+    /// left out, so libraries' `debug`/`trace` spans do not become transactions.
+    pub fn max_level(mut self, level: tracing::Level) -> Self {
+        self.max_level = level;
         self
     }
 
@@ -282,7 +291,12 @@ impl Builder {
             resource,
             Arc::clone(&queue),
         )?;
-        let layer = HeadlightLayer::new(queue, config.sampler, config.tail.max_children);
+        let layer = HeadlightLayer::new(
+            queue,
+            config.sampler,
+            config.tail.max_children,
+            self.max_level,
+        );
         let guard = AgentGuard {
             control,
             thread: Some(thread),

@@ -308,3 +308,122 @@ fn always_off_records_nothing() {
     });
     assert_eq!(guard.shutdown().spans_recorded, 0);
 }
+
+/// A gRPC service that acknowledges everything.
+struct Ack;
+
+#[tonic::async_trait]
+impl headlight_proto::otlp::collector::trace_service_server::TraceService for Ack {
+    async fn export(
+        &self,
+        _request: tonic::Request<headlight_proto::otlp::collector::ExportTraceServiceRequest>,
+    ) -> Result<
+        tonic::Response<headlight_proto::otlp::collector::ExportTraceServiceResponse>,
+        tonic::Status,
+    > {
+        tracing::info_span!("handle export").in_scope(|| {});
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tonic_requests_through_the_http_layer_are_rpc_transactions() {
+    use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+    use headlight_proto::otlp::collector::trace_service_server::TraceServiceServer;
+
+    let (url, seen) = capture().await;
+    let (layer, guard) = agent("grpc-app", &url).tail(keep_all()).build().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            tonic::transport::Server::builder()
+                .layer(headlight_agent::HttpLayer::new())
+                .add_service(TraceServiceServer::new(Ack))
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    async move {
+                        let _ = stopped.await;
+                    },
+                )
+                .await
+                .unwrap();
+        });
+        guard.flush(Duration::from_secs(30));
+        guard.shutdown()
+    });
+    let mut client = TraceServiceClient::connect(format!("http://{app_addr}"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let request = headlight_proto::otlp::collector::ExportTraceServiceRequest::default();
+        client.export(request).await.unwrap();
+    }
+    stop.send(()).unwrap();
+    let stats = tokio::task::spawn_blocking(move || server.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stats.transactions_sent, 3);
+    let seen = seen.lock().unwrap();
+    let name = "opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let calls: Vec<&Span> = seen.spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(calls.len(), 3);
+    let call = calls[0];
+    assert_eq!(call.kind, 2, "server");
+    assert_eq!(
+        string(&call.attributes, "rpc.system").as_deref(),
+        Some("grpc")
+    );
+    assert_eq!(
+        string(&call.attributes, "rpc.service").as_deref(),
+        Some("opentelemetry.proto.collector.trace.v1.TraceService")
+    );
+    assert_eq!(
+        string(&call.attributes, "rpc.method").as_deref(),
+        Some("Export")
+    );
+    assert_eq!(
+        value(&call.attributes, "http.response.status_code"),
+        Some(&Value::IntValue(200))
+    );
+    let handler = span(&seen.spans, "handle export");
+    assert_eq!(handler.trace_id, call.trace_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_below_info_are_skipped_and_their_children_stay_in_the_tree() {
+    let (url, seen) = capture().await;
+    let (layer, guard) = agent("shop", &url).tail(keep_all()).build().unwrap();
+    // No filter at all: the layer's own level (INFO) decides.
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tokio::task::spawn_blocking(move || {
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug_span!("connection").in_scope(|| {
+                tracing::info_span!("GET /", otel.kind = "server").in_scope(|| {
+                    tracing::trace_span!("poll").in_scope(|| {
+                        tracing::info_span!("render").in_scope(|| tracing::debug!("detail"));
+                    });
+                });
+            });
+        });
+        guard.flush(Duration::from_secs(30));
+    })
+    .await
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    let mut names: Vec<&str> = seen.spans.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["GET /", "render"]);
+    let root = span(&seen.spans, "GET /");
+    let render = span(&seen.spans, "render");
+    assert_eq!(render.parent_span_id, root.span_id);
+    assert!(render.events.is_empty(), "debug events are skipped too");
+}
