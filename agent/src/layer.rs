@@ -202,6 +202,7 @@ where
             }
         };
         record.trace_id = unit.trace_id;
+        record.trace_state.clone_from(&unit.trace_state);
         record.span_id = ids::span_id();
         span.extensions_mut().insert(SpanState {
             record,

@@ -82,6 +82,8 @@ pub(crate) struct SpanRecord {
     pub(crate) parent_span_id: Option<[u8; 8]>,
     /// The parent lives in another process (came in a `traceparent`).
     pub(crate) remote_parent: bool,
+    /// The W3C `tracestate` that came with the trace, passed on unchanged.
+    pub(crate) trace_state: Option<std::sync::Arc<str>>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: Kind,
     pub(crate) start_ns: u64,
@@ -100,6 +102,7 @@ impl SpanRecord {
             span_id: [0; 8],
             parent_span_id: None,
             remote_parent: false,
+            trace_state: None,
             name: Cow::Borrowed(name),
             kind: Kind::Internal,
             start_ns,

@@ -193,7 +193,12 @@ async fn a_traceparent_field_continues_the_remote_trace() {
     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     let outgoing = tokio::task::spawn_blocking(move || {
         let outgoing = tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("handle", otel.kind = "server", traceparent = incoming);
+            let span = tracing::info_span!(
+                "handle",
+                otel.kind = "server",
+                traceparent = incoming,
+                tracestate = "vendor=abc"
+            );
             let _entered = span.enter();
             let mut headers = http::HeaderMap::new();
             headlight_agent::inject_context(&mut headers);
@@ -219,7 +224,14 @@ async fn a_traceparent_field_continues_the_remote_trace() {
             hex(&handle.span_id)
         )
     );
-    assert!(handle.attributes.iter().all(|kv| kv.key != "traceparent"));
+    assert_eq!(handle.trace_state, "vendor=abc");
+    assert_eq!(headers["tracestate"].to_str().unwrap(), "vendor=abc");
+    assert!(
+        handle
+            .attributes
+            .iter()
+            .all(|kv| kv.key != "traceparent" && kv.key != "tracestate")
+    );
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -68,6 +68,7 @@ pub(crate) fn span(record: SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> S
         span_id,
         parent_span_id,
         remote_parent,
+        trace_state,
         name,
         kind,
         start_ns,
@@ -124,7 +125,7 @@ pub(crate) fn span(record: SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> S
     Span {
         trace_id: trace_id.to_vec(),
         span_id: span_id.to_vec(),
-        trace_state: String::new(),
+        trace_state: trace_state.map(|s| s.to_string()).unwrap_or_default(),
         parent_span_id: parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
         flags,
         name: name.into_owned(),
