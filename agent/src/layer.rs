@@ -1,7 +1,7 @@
 //! The `tracing_subscriber::Layer` that records spans for export.
 //!
-//! Per span it keeps a [`SpanRecord`] in the registry's extensions. Spans of one transaction
-//! share a [`Unit`]: children that end are parked in it, and when the transaction span ends the
+//! Per span it keeps a [`SpanRecord`] in the registry's extensions. The spans of one
+//! transaction share a list: children that end are parked in it, and when the transaction span ends the
 //! whole local subtree goes to the export queue as one item, so the export thread can make the
 //! tail decision with everything in view. The application thread never does more than that.
 
@@ -34,15 +34,7 @@ fn suppressed() -> bool {
     SUPPRESSED.with(Cell::get)
 }
 
-/// The spans of one transaction in this process.
-#[derive(Debug)]
-pub(crate) struct Unit {
-    trace_id: [u8; 16],
-    sampled: bool,
-    trace_state: Option<Arc<str>>,
-    children: Mutex<Children>,
-}
-
+/// The child spans of one transaction that ended before it.
 #[derive(Debug, Default)]
 struct Children {
     spans: Vec<SpanRecord>,
@@ -50,23 +42,37 @@ struct Children {
     closed: bool,
 }
 
+type SharedChildren = Arc<Mutex<Children>>;
+
 /// What the layer keeps in a span's extensions.
 #[derive(Debug)]
 pub(crate) struct SpanState {
     record: SpanRecord,
-    unit: Arc<Unit>,
+    sampled: bool,
     transaction: bool,
+    /// Where the transaction's children go; a transaction creates it when its first child
+    /// starts, so a transaction without children allocates nothing for it.
+    children: Option<SharedChildren>,
 }
 
 impl SpanState {
     pub(crate) fn context(&self) -> TraceContext {
         TraceContext {
-            trace_id: self.unit.trace_id,
+            trace_id: self.record.trace_id,
             span_id: self.record.span_id,
-            sampled: self.unit.sampled,
-            trace_state: self.unit.trace_state.as_deref().map(str::to_owned),
+            sampled: self.sampled,
+            trace_state: self.record.trace_state.as_deref().map(str::to_owned),
         }
     }
+}
+
+/// What a new span takes from its nearest recorded ancestor.
+struct Inherited {
+    trace_id: [u8; 16],
+    span_id: [u8; 8],
+    sampled: bool,
+    trace_state: Option<Arc<str>>,
+    children: SharedChildren,
 }
 
 /// Records `tracing` spans as OTLP spans and queues them for the export thread.
@@ -113,23 +119,32 @@ impl HeadlightLayer {
     fn finish(&self, state: SpanState) {
         let SpanState {
             mut record,
-            unit,
+            sampled,
             transaction,
+            children,
         } = state;
-        if !unit.sampled {
+        if !sampled {
             return;
         }
         record.end_ns = ids::now_ns().max(record.start_ns);
-        let mut children = unit.children.lock().unwrap_or_else(PoisonError::into_inner);
         if transaction {
-            children.closed = true;
-            let spans = std::mem::take(&mut children.spans);
-            drop(children);
+            let spans = children.map_or_else(Vec::new, |children| {
+                let mut children = children.lock().unwrap_or_else(PoisonError::into_inner);
+                children.closed = true;
+                std::mem::take(&mut children.spans)
+            });
             self.queue.push(Item::Transaction {
                 span: record,
                 children: spans,
             });
-        } else if children.closed || children.spans.len() >= self.max_children {
+            return;
+        }
+        let Some(children) = children else {
+            debug_assert!(false, "a child span always has its transaction's children");
+            return;
+        };
+        let mut children = children.lock().unwrap_or_else(PoisonError::into_inner);
+        if children.closed || children.spans.len() >= self.max_children {
             drop(children);
             self.queue.push(Item::Loose(record));
         } else {
@@ -149,10 +164,16 @@ where
         let Some(span) = ctx.span(id) else { return };
         // The nearest recorded ancestor: spans below `max_level` are skipped, not cut out.
         let parent = span.scope().skip(1).find_map(|ancestor| {
-            let extensions = ancestor.extensions();
-            extensions
-                .get::<SpanState>()
-                .map(|p| (Arc::clone(&p.unit), p.record.span_id))
+            let mut extensions = ancestor.extensions_mut();
+            let parent = extensions.get_mut::<SpanState>()?;
+            let children = parent.children.get_or_insert_with(SharedChildren::default);
+            Some(Inherited {
+                trace_id: parent.record.trace_id,
+                span_id: parent.record.span_id,
+                sampled: parent.sampled,
+                trace_state: parent.record.trace_state.clone(),
+                children: Arc::clone(children),
+            })
         });
         let mut record = SpanRecord::new(attrs.metadata().name(), ids::now_ns());
         let mut visitor = SpanVisitor {
@@ -166,20 +187,15 @@ where
             tracestate,
             ..
         } = visitor;
-        let starts_transaction = record.kind.starts_transaction();
-        let (unit, transaction) = match parent {
-            Some((unit, parent_id)) => {
-                record.parent_span_id = Some(parent_id);
-                if starts_transaction {
-                    let nested = Unit {
-                        trace_id: unit.trace_id,
-                        sampled: unit.sampled,
-                        trace_state: unit.trace_state.clone(),
-                        children: Mutex::default(),
-                    };
-                    (Arc::new(nested), true)
+        let (sampled, transaction, children) = match parent {
+            Some(parent) => {
+                record.parent_span_id = Some(parent.span_id);
+                record.trace_id = parent.trace_id;
+                record.trace_state = parent.trace_state;
+                if record.kind.starts_transaction() {
+                    (parent.sampled, true, None)
                 } else {
-                    (unit, false)
+                    (parent.sampled, false, Some(parent.children))
                 }
             }
             None => {
@@ -192,22 +208,17 @@ where
                     .sample(&trace_id, remote.as_ref().map(|r| r.sampled));
                 record.parent_span_id = remote.as_ref().map(|r| r.span_id);
                 record.remote_parent = remote.is_some();
-                let unit = Unit {
-                    trace_id,
-                    sampled,
-                    trace_state: remote.and_then(|r| r.trace_state).map(Arc::from),
-                    children: Mutex::default(),
-                };
-                (Arc::new(unit), true)
+                record.trace_id = trace_id;
+                record.trace_state = remote.and_then(|r| r.trace_state).map(Arc::from);
+                (sampled, true, None)
             }
         };
-        record.trace_id = unit.trace_id;
-        record.trace_state.clone_from(&unit.trace_state);
         record.span_id = ids::span_id();
         span.extensions_mut().insert(SpanState {
             record,
-            unit,
+            sampled,
             transaction,
+            children,
         });
     }
 
@@ -217,7 +228,7 @@ where
         let Some(state) = extensions.get_mut::<SpanState>() else {
             return;
         };
-        if !state.unit.sampled {
+        if !state.sampled {
             return;
         }
         values.record(&mut SpanVisitor {
@@ -241,14 +252,14 @@ where
         let Some(state) = extensions.get_mut::<SpanState>() else {
             return;
         };
-        if !state.unit.sampled {
+        if !state.sampled {
             return;
         }
         let record = &mut state.record;
         let mut recorded = EventRecord {
             time_ns: ids::now_ns(),
             name: std::borrow::Cow::Borrowed(event.metadata().name()),
-            attributes: Vec::new(),
+            attributes: smallvec::SmallVec::new(),
         };
         let mut visitor = EventVisitor {
             event: &mut recorded,

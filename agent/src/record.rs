@@ -39,11 +39,66 @@ impl Kind {
 /// An attribute value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Value {
-    Str(Cow<'static, str>),
+    Str(String),
+    /// A string of at most [`ShortStr::CAPACITY`] bytes, kept inline: most attribute values
+    /// (methods, routes, ids, flags) fit, and then recording them allocates nothing.
+    Short(ShortStr),
     I64(i64),
     F64(f64),
     Bool(bool),
 }
+
+impl Value {
+    /// Returns a string value, inline when short.
+    pub(crate) fn string(s: &str) -> Self {
+        ShortStr::new(s).map_or_else(|| Self::Str(s.to_owned()), Self::Short)
+    }
+
+    pub(crate) fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::Str(s) => Some(s),
+            Self::Short(s) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// A short string stored inline.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ShortStr {
+    len: u8,
+    bytes: [u8; ShortStr::CAPACITY],
+}
+
+impl ShortStr {
+    pub(crate) const CAPACITY: usize = 22;
+
+    fn new(s: &str) -> Option<Self> {
+        if s.len() > Self::CAPACITY {
+            return None;
+        }
+        let mut bytes = [0u8; Self::CAPACITY];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Some(Self {
+            len: s.len() as u8,
+            bytes,
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Copied from a `&str` at a char boundary (its whole length), so always valid.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A span's attributes: four inline before the first allocation.
+pub(crate) type Attributes = smallvec::SmallVec<[Attribute; 4]>;
 
 /// One attribute: a `tracing` field name and its value.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,7 +121,7 @@ pub(crate) enum Status {
 pub(crate) struct EventRecord {
     pub(crate) time_ns: u64,
     pub(crate) name: Cow<'static, str>,
-    pub(crate) attributes: Vec<Attribute>,
+    pub(crate) attributes: smallvec::SmallVec<[Attribute; 2]>,
 }
 
 /// Events kept per span; beyond, they are counted in `dropped_events`.
@@ -89,7 +144,7 @@ pub(crate) struct SpanRecord {
     pub(crate) start_ns: u64,
     pub(crate) end_ns: u64,
     pub(crate) status: Status,
-    pub(crate) attributes: Vec<Attribute>,
+    pub(crate) attributes: Attributes,
     pub(crate) dropped_attributes: u32,
     pub(crate) events: Vec<EventRecord>,
     pub(crate) dropped_events: u32,
@@ -108,7 +163,7 @@ impl SpanRecord {
             start_ns,
             end_ns: start_ns,
             status: Status::Unset,
-            attributes: Vec::new(),
+            attributes: Attributes::new(),
             dropped_attributes: 0,
             events: Vec::new(),
             dropped_events: 0,
@@ -131,16 +186,17 @@ impl SpanRecord {
     }
 
     pub(crate) fn attribute_str(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().rev().find_map(|a| match &a.value {
-            Value::Str(s) if a.key == key => Some(s.as_ref()),
-            _ => None,
-        })
+        self.attributes
+            .iter()
+            .rev()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_str())
     }
 
     fn attribute_i64(&self, key: &str) -> Option<i64> {
         self.attributes.iter().rev().find_map(|a| match a.value {
             Value::I64(v) if a.key == key => Some(v),
-            Value::Str(ref s) if a.key == key => s.parse().ok(),
+            Value::Str(_) | Value::Short(_) if a.key == key => a.value.as_str()?.parse().ok(),
             _ => None,
         })
     }
@@ -211,7 +267,12 @@ impl SpanVisitor<'_> {
     }
 }
 
-fn push_attribute(attributes: &mut Vec<Attribute>, dropped: &mut u32, field: &Field, value: Value) {
+fn push_attribute<A: smallvec::Array<Item = Attribute>>(
+    attributes: &mut smallvec::SmallVec<A>,
+    dropped: &mut u32,
+    field: &Field,
+    value: Value,
+) {
     let key = field.name();
     if let Some(existing) = attributes.iter_mut().find(|a| a.key == key) {
         existing.value = value;
@@ -227,14 +288,14 @@ fn push_attribute(attributes: &mut Vec<Attribute>, dropped: &mut u32, field: &Fi
 impl Visit for SpanVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if !self.special(field, value) {
-            self.push(field, Value::Str(Cow::Owned(value.to_owned())));
+            self.push(field, Value::string(value));
         }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         let text = format!("{value:?}");
         if !self.special(field, &text) {
-            self.push(field, Value::Str(Cow::Owned(text)));
+            self.push(field, Value::Str(text));
         }
     }
 
@@ -258,7 +319,7 @@ impl Visit for SpanVisitor<'_> {
         let message = value.to_string();
         self.record.status = Status::Error(Some(message.clone()));
         if field.name() != "error" {
-            self.push(field, Value::Str(Cow::Owned(message)));
+            self.push(field, Value::Str(message));
         }
     }
 }
@@ -289,7 +350,7 @@ impl Visit for EventVisitor<'_> {
                 if name == "error" {
                     self.error = Some(value.to_owned());
                 }
-                self.value(field, Value::Str(Cow::Owned(value.to_owned())));
+                self.value(field, Value::string(value));
             }
         }
     }
@@ -318,6 +379,6 @@ impl Visit for EventVisitor<'_> {
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         let message = value.to_string();
         self.error = Some(message.clone());
-        self.value(field, Value::Str(Cow::Owned(message)));
+        self.value(field, Value::Str(message));
     }
 }

@@ -49,7 +49,8 @@ fn int_value(value: u64) -> AnyValue {
 
 fn attribute(attribute: Attribute) -> KeyValue {
     let value = match attribute.value {
-        Value::Str(s) => any_value::Value::StringValue(s.into_owned()),
+        Value::Str(s) => any_value::Value::StringValue(s),
+        Value::Short(s) => any_value::Value::StringValue(s.as_str().to_owned()),
         Value::I64(v) => any_value::Value::IntValue(v),
         Value::F64(v) => any_value::Value::DoubleValue(v),
         Value::Bool(v) => any_value::Value::BoolValue(v),
