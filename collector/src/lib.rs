@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod error;
 pub mod http;
