@@ -21,17 +21,17 @@ impl Env for ProcessEnv {
     }
 }
 
-impl Env for HashMap<String, String> {
-    fn var(&self, key: &str) -> Option<String> {
-        self.get(key).filter(|v| !v.trim().is_empty()).cloned()
-    }
-}
-
-impl Env for HashMap<&str, &str> {
+impl<K, V, S> Env for HashMap<K, V, S>
+where
+    K: std::borrow::Borrow<str> + std::hash::Hash + Eq,
+    V: AsRef<str>,
+    S: std::hash::BuildHasher,
+{
     fn var(&self, key: &str) -> Option<String> {
         self.get(key)
+            .map(|v| v.as_ref())
             .filter(|v| !v.trim().is_empty())
-            .map(|v| (*v).to_owned())
+            .map(str::to_owned)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The export thread: its own OS thread and single-threaded tokio runtime, so neither the
 //! application's runtime nor its threads ever wait on the network.
 
+mod codec;
 mod otlp;
 pub(crate) mod tail;
 
@@ -10,9 +11,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
 
-use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use headlight_proto::otlp::common::KeyValue;
 use headlight_proto::otlp::trace::Span;
+use prost::Message as _;
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -74,7 +76,7 @@ pub(crate) fn spawn(
         .spawn(move || {
             suppress_current_thread();
             runtime.block_on(async move {
-                let mut client = TraceServiceClient::new(endpoint.connect_lazy());
+                let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
                 if config.gzip {
                     client = client.send_compressed(CompressionEncoding::Gzip);
                 }
@@ -98,7 +100,7 @@ pub(crate) fn spawn(
 }
 
 struct Exporter {
-    client: TraceServiceClient<Channel>,
+    client: tonic::client::Grpc<Channel>,
     config: ExportConfig,
     headers: MetadataMap,
     resource: Vec<KeyValue>,
@@ -241,7 +243,10 @@ impl Exporter {
     async fn send(&mut self, spans: Vec<Span>, transactions: u64) {
         let counters = Arc::clone(&self.queue.counters);
         let count = spans.len() as u64;
-        let request = otlp::request(&self.resource, &counters.snapshot(), spans);
+        // Encoded once: a retry re-sends the same bytes (a cheap `Bytes` clone).
+        let body = bytes::Bytes::from(
+            otlp::request(&self.resource, &counters.snapshot(), spans).encode_to_vec(),
+        );
         let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;
         loop {
@@ -258,13 +263,13 @@ impl Exporter {
                 .timeout
                 .min(give_up.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(10));
-            let mut call = tonic::Request::new(request.clone());
+            let mut call = tonic::Request::new(body.clone());
             *call.metadata_mut() = self.headers.clone();
             call.set_timeout(timeout);
             counters.export_requests.fetch_add(1, Relaxed);
             let mut client = self.client.clone();
             let outcome = self
-                .wait(tokio::time::timeout(timeout, client.export(call)))
+                .wait(tokio::time::timeout(timeout, export(&mut client, call)))
                 .await;
             let status = match outcome {
                 None => {
@@ -306,6 +311,23 @@ impl Exporter {
             }
         }
     }
+}
+
+/// Calls `TraceService/Export` with an already-encoded request.
+async fn export(
+    client: &mut tonic::client::Grpc<Channel>,
+    request: tonic::Request<bytes::Bytes>,
+) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
+    client
+        .ready()
+        .await
+        .map_err(|e| Status::unavailable(format!("collector not ready: {e}")))?;
+    let path = http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    client
+        .unary(request, path, codec::EncodedRequestCodec)
+        .await
 }
 
 /// How long to wait before retrying, or `None` when the error is final (OTLP/gRPC spec: retry
