@@ -87,6 +87,63 @@ pub struct AgentStats {
     pub export_retries: u64,
 }
 
+impl std::ops::AddAssign for DropCounts {
+    fn add_assign(&mut self, other: Self) {
+        for (total, n) in self.by_reason.iter_mut().zip(other.by_reason) {
+            *total += n;
+        }
+    }
+}
+
+impl std::ops::AddAssign for AgentStats {
+    /// Sums every counter, e.g. over several agents or runs.
+    fn add_assign(&mut self, other: Self) {
+        self.spans_recorded += other.spans_recorded;
+        self.transactions_recorded += other.transactions_recorded;
+        self.spans_sent += other.spans_sent;
+        self.transactions_sent += other.transactions_sent;
+        self.spans_not_kept += other.spans_not_kept;
+        self.spans_dropped += other.spans_dropped;
+        self.transactions_dropped += other.transactions_dropped;
+        self.spans_pending += other.spans_pending;
+        self.transactions_pending += other.transactions_pending;
+        self.export_requests += other.export_requests;
+        self.export_retries += other.export_retries;
+    }
+}
+
+impl std::fmt::Display for AgentStats {
+    /// Writes the span fates on one line: `spans recorded R, sent S, not kept by the tail
+    /// decision K, dropped D (queue_full q, …), pending P; transactions recorded …`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spans recorded {}, sent {}, not kept by the tail decision {}, dropped {} (",
+            self.spans_recorded,
+            self.spans_sent,
+            self.spans_not_kept,
+            self.spans_dropped.total()
+        )?;
+        for (i, reason) in DropReason::ALL.into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(
+                f,
+                "{sep}{} {}",
+                reason.as_str(),
+                self.spans_dropped.get(reason)
+            )?;
+        }
+        write!(
+            f,
+            "), pending {}; transactions recorded {}, sent {}, dropped {}",
+            self.spans_pending,
+            self.transactions_recorded,
+            self.transactions_sent,
+            self.transactions_dropped.total()
+        )
+    }
+}
+
 /// The live counters behind [`AgentStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -132,5 +189,32 @@ impl Counters {
             .transactions_recorded
             .saturating_sub(stats.transactions_sent + stats.transactions_dropped.total());
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_lists_every_fate() {
+        let counters = Counters::default();
+        counters.spans_recorded.store(10, Relaxed);
+        counters.transactions_recorded.store(4, Relaxed);
+        counters.spans_sent.store(5, Relaxed);
+        counters.transactions_sent.store(3, Relaxed);
+        counters.spans_not_kept.store(2, Relaxed);
+        counters.dropped(DropReason::QueueFull, 2, 1);
+        let mut twice = counters.snapshot();
+        twice += counters.snapshot();
+        assert_eq!(twice.spans_dropped.get(DropReason::QueueFull), 4);
+        assert_eq!(twice.transactions_sent, 6);
+        assert_eq!(twice.spans_pending, 2);
+        assert_eq!(
+            counters.snapshot().to_string(),
+            "spans recorded 10, sent 5, not kept by the tail decision 2, dropped 2 (queue_full 2, \
+             export_failed 0, rejected 0, shutdown 0), pending 1; transactions recorded 4, sent 3, \
+             dropped 1"
+        );
     }
 }

@@ -183,17 +183,7 @@ fn report(name: &str, created: u64, failed_flushes: u64, received: u64, agent: O
         "{name}: spans created {created}, received by the sink {received}, failed flushes {failed_flushes}"
     );
     if let Some(stats) = agent {
-        println!(
-            "{name}: agent recorded {}, sent {}, not kept by the tail decision {}, dropped {} (queue full {}), pending {}",
-            stats.spans_recorded,
-            stats.spans_sent,
-            stats.spans_not_kept,
-            stats.spans_dropped.total(),
-            stats
-                .spans_dropped
-                .get(headlight_agent::DropReason::QueueFull),
-            stats.spans_pending,
-        );
+        println!("{name}: agent {stats}");
     }
 }
 

@@ -411,18 +411,7 @@ fn main() -> anyhow::Result<()> {
                     .collect();
                 println!("{:>30}cpu/wait µs per request: {}", "", threads.join(", "));
                 if let Some(stats) = result.agent {
-                    agent.spans_recorded += stats.spans_recorded;
-                    agent.transactions_recorded += stats.transactions_recorded;
-                    agent.spans_sent += stats.spans_sent;
-                    agent.spans_not_kept += stats.spans_not_kept;
-                    for (total, n) in agent
-                        .spans_dropped
-                        .by_reason
-                        .iter_mut()
-                        .zip(stats.spans_dropped.by_reason)
-                    {
-                        *total += n;
-                    }
+                    agent += stats;
                     instrumented.push(result.per_second());
                 } else {
                     plain.push(result.per_second());
@@ -435,18 +424,7 @@ fn main() -> anyhow::Result<()> {
             service.name(),
             100.0 * instrumented / plain
         );
-        println!(
-            "{}: agent recorded {} spans ({} transactions), sent {}, not kept by the tail decision {}, dropped {} (queue full {})",
-            service.name(),
-            agent.spans_recorded,
-            agent.transactions_recorded,
-            agent.spans_sent,
-            agent.spans_not_kept,
-            agent.spans_dropped.total(),
-            agent
-                .spans_dropped
-                .get(headlight_agent::DropReason::QueueFull),
-        );
+        println!("{}: agent {agent}", service.name());
     }
     println!(
         "sink: {} spans in {} requests",
