@@ -54,6 +54,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Query defaults.
     pub query: QueryConfig,
+    /// Deploy comparisons: windows and thresholds.
+    pub compare: CompareConfig,
 }
 
 impl Default for Config {
@@ -65,6 +67,7 @@ impl Default for Config {
             spans: SpanRetentionConfig::default(),
             limits: LimitsConfig::default(),
             query: QueryConfig::default(),
+            compare: CompareConfig::default(),
         }
     }
 }
@@ -223,6 +226,55 @@ impl Default for QueryConfig {
     }
 }
 
+/// Deploy comparisons (design.md §5).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompareConfig {
+    /// Length of the before- and after-windows of a deploy, in seconds; default 900 (15 min).
+    pub window_s: u32,
+    /// Time after a deploy excluded from its after-window (restarts, cold caches), in seconds;
+    /// default 120.
+    pub warmup_s: u32,
+    /// How long after the after-window ends the comparison waits for late data before it is
+    /// computed and stored, in seconds; default 30 (covers the flush interval and children
+    /// waiting for their transaction).
+    pub settle_s: u32,
+    /// Record a deploy marker, flagged automatic, when a service reports a `service.version`
+    /// it has not reported before; default true.
+    pub automatic_deploys: bool,
+    /// The statistical thresholds.
+    pub thresholds: crate::compare::engine::Settings,
+}
+
+impl Default for CompareConfig {
+    fn default() -> Self {
+        Self {
+            window_s: 900,
+            warmup_s: 120,
+            settle_s: 30,
+            automatic_deploys: true,
+            thresholds: crate::compare::engine::Settings::default(),
+        }
+    }
+}
+
+impl CompareConfig {
+    /// Window length, ms.
+    pub fn window_ms(&self) -> i64 {
+        i64::from(self.window_s) * 1000
+    }
+
+    /// Warm-up, ms.
+    pub fn warmup_ms(&self) -> i64 {
+        i64::from(self.warmup_s) * 1000
+    }
+
+    /// Settle time, ms.
+    pub fn settle_ms(&self) -> i64 {
+        i64::from(self.settle_s) * 1000
+    }
+}
+
 impl Config {
     /// Reads and validates a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -318,6 +370,28 @@ impl Config {
         if self.query.max_transactions == 0 {
             return Err(invalid("query.max_transactions", "must be at least 1"));
         }
+        let c = &self.compare;
+        if c.window_s < a.window_s || c.window_s > 7 * 86_400 {
+            return Err(invalid(
+                "compare.window_s",
+                "must be within aggregation.window_s..=604800",
+            ));
+        }
+        if c.warmup_s > 86_400 {
+            return Err(invalid("compare.warmup_s", "must be at most 86400"));
+        }
+        if u64::from(c.settle_s) * 1000 < a.flush_interval_ms || c.settle_s > 3600 {
+            return Err(invalid(
+                "compare.settle_s",
+                "must cover aggregation.flush_interval_ms and be at most 3600",
+            ));
+        }
+        if let Err(reason) = c.thresholds.validate() {
+            return Err(ConfigError::Invalid {
+                key: "compare.thresholds",
+                reason,
+            });
+        }
         Ok(())
     }
 }
@@ -353,6 +427,13 @@ mod tests {
             err.to_string().contains("aggregation.rollup_window_s"),
             "{err}"
         );
+        let err = Config::from_toml("[compare.thresholds]\nfdr = 0\n").unwrap_err();
+        assert!(err.to_string().contains("compare.thresholds"), "{err}");
+        assert!(err.to_string().contains("fdr"), "{err}");
+        let err = Config::from_toml("[compare.thresholds]\nfdr_pct = 1\n").unwrap_err();
+        assert!(err.to_string().contains("fdr_pct"), "{err}");
+        let err = Config::from_toml("[compare]\nwindow_s = 1\n").unwrap_err();
+        assert!(err.to_string().contains("compare.window_s"), "{err}");
         let err = Config::from_toml("[limits]\nmax_span_duration_ms = 7200000\n").unwrap_err();
         assert!(
             err.to_string().contains("limits.max_span_duration_ms"),

@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod deploys;
 pub mod error;
 pub mod http;
 pub mod ingest;

@@ -1,11 +1,13 @@
 //! The `headlight` binary: parses the command line and hands over to the library.
 
+use std::process::ExitCode;
+
 use anyhow::Context as _;
 use clap::Parser as _;
-use headlight_collector::cli::{Cli, Command};
+use headlight_collector::cli::{Cli, Command, ServeArgs, run_client};
 use headlight_collector::server::Server;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEADLIGHT_LOG")
@@ -15,20 +17,33 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(async {
-            let config = args.config()?;
-            let server = Server::start(config).await?;
-            shutdown_signal().await;
-            tracing::info!("shutting down: flushing to the store");
-            server.shutdown().await.context("final flush failed")?;
-            Ok(())
-        }),
+        .context("cannot start the async runtime")
+        .and_then(|runtime| match cli.command {
+            Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
+            client => runtime.block_on(run_client(client)),
+        });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            #[allow(clippy::print_stderr)] // the error is the command's last word
+            {
+                eprintln!("headlight: {e:#}");
+            }
+            ExitCode::FAILURE
+        }
     }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let server = Server::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing to the store");
+    server.shutdown().await.context("final flush failed")?;
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -11,7 +11,12 @@ use headlight_proto::otlp::collector::{
 
 use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
 use crate::aggregate::{Aggregator, AggregatorStats};
+use crate::compare::report::{self, Report, Spec};
 use crate::config::Config;
+use crate::deploys::model::hide_superseded;
+use crate::deploys::versions::{KnownVersions, NewVersion};
+use crate::deploys::{Deploy, DeployQuery, NewDeploy};
+use crate::error::ApiError;
 use crate::ingest::convert::{self, RejectReason, TimeBounds};
 use crate::store::{
     RetentionCutoffs, RetentionReport, SeriesFilter, Store, StoreError, WriteBatch,
@@ -37,6 +42,10 @@ pub struct PipelineCounters {
     pub writes: AtomicU64,
     /// Elements of `headlight.unsent_children` ignored (malformed, or over 256 per span).
     pub unsent_children_ignored: AtomicU64,
+    /// Automatic deploy markers recorded.
+    pub automatic_deploys: AtomicU64,
+    /// Automatic deploy markers that could not be written (store error).
+    pub automatic_deploy_errors: AtomicU64,
     rejected: Mutex<BTreeMap<RejectReason, u64>>,
 }
 
@@ -58,6 +67,8 @@ pub struct Pipeline {
     /// Held for a whole flush, so batches reach the store in order; holds a batch whose write
     /// failed, to be written before the next one.
     flush_state: Mutex<Option<WriteBatch>>,
+    /// Versions each service reported, for automatic deploy markers.
+    versions: Mutex<KnownVersions>,
     counters: PipelineCounters,
 }
 
@@ -73,12 +84,14 @@ impl Pipeline {
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let known = store.series(&SeriesFilter::default())?;
         let aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &known);
+        let versions = KnownVersions::new(&known);
         Ok(Self {
             config,
             store,
             aggregator: Mutex::new(aggregator),
             agent_drops: Mutex::new(AgentDrops::default()),
             flush_state: Mutex::new(None),
+            versions: Mutex::new(versions),
             counters: PipelineCounters::default(),
         })
     }
@@ -146,8 +159,16 @@ impl Pipeline {
             }
             tracing::debug!(rejected, %message, "rejected spans");
         }
+        let new_versions = if self.config.compare.automatic_deploys {
+            self.new_versions(&converted.spans)
+        } else {
+            Vec::new()
+        };
         if !converted.spans.is_empty() {
             lock(&self.aggregator).apply(converted.spans, Instant::now());
+        }
+        for new in new_versions {
+            self.record_automatic_deploy(new);
         }
         ExportTraceServiceResponse {
             partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
@@ -155,6 +176,133 @@ impl Pipeline {
                 error_message: message,
             }),
         }
+    }
+
+    /// Returns the versions first seen in these spans' transactions.
+    fn new_versions(&self, spans: &[crate::model::Span]) -> Vec<NewVersion> {
+        let mut versions = lock(&self.versions);
+        let mut last: Option<(&str, &str, &str)> = None;
+        let mut out = Vec::new();
+        for span in spans.iter().filter(|s| s.transaction.is_some()) {
+            let key = (
+                span.service.as_str(),
+                span.environment.as_str(),
+                span.version.as_str(),
+            );
+            if last == Some(key) {
+                continue;
+            }
+            last = Some(key);
+            let start_ms = span.start_ns.div_euclid(1_000_000);
+            if let Some(new) = versions.observe(key.0, key.1, key.2, start_ms) {
+                out.push(new);
+            }
+        }
+        drop(versions);
+        // The earliest transaction of each new version in this request marks it.
+        for new in &mut out {
+            new.first_seen_ms = spans
+                .iter()
+                .filter(|s| {
+                    s.transaction.is_some()
+                        && s.service == new.service
+                        && s.environment == new.environment
+                        && s.version == new.version
+                })
+                .map(|s| s.start_ns.div_euclid(1_000_000))
+                .min()
+                .unwrap_or(new.first_seen_ms);
+        }
+        out
+    }
+
+    /// Records the automatic marker of a new version, unless a deploy of that version was
+    /// recorded already (then that one is the marker).
+    fn record_automatic_deploy(&self, new: NewVersion) {
+        let recorded = self.store.deploys(&DeployQuery {
+            service: Some(new.service.clone()),
+            environment: Some(new.environment.clone()),
+            limit: usize::MAX,
+            ..DeployQuery::default()
+        });
+        let result = recorded.and_then(|recorded| {
+            if recorded.iter().any(|d| d.version == new.version) {
+                return Ok(());
+            }
+            let deploy = Deploy::automatic(
+                &new.service,
+                &new.environment,
+                &new.version,
+                new.first_seen_ms,
+            );
+            self.store.record_deploy(&deploy).map(|_| ())
+        });
+        match result {
+            Ok(()) => {
+                self.counters
+                    .automatic_deploys
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(service = %new.service, environment = %new.environment, version = %new.version, "new version: automatic deploy marker");
+            }
+            Err(e) => {
+                self.counters
+                    .automatic_deploy_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, service = %new.service, version = %new.version, "cannot record the automatic deploy marker");
+            }
+        }
+    }
+
+    /// Validates and records a deploy (API, gRPC, CLI).
+    pub fn record_deploy(&self, request: NewDeploy) -> Result<Deploy, ApiError> {
+        let skew = i64::try_from(self.config.limits.max_future_skew_ms).unwrap_or(i64::MAX);
+        let deploy = request.into_deploy(now_ns() / 1_000_000, skew)?;
+        let stored = self.store.record_deploy(&deploy)?;
+        tracing::info!(id = %stored.id, service = %stored.service, version = %stored.version, "deploy recorded");
+        Ok(stored)
+    }
+
+    /// Lists deploys, newest first, without the automatic markers that a recorded deploy of the
+    /// same version supersedes.
+    pub fn deploys(&self, query: &DeployQuery) -> Result<Vec<Deploy>, ApiError> {
+        let limit = query.limit;
+        let all = self.store.deploys(&DeployQuery {
+            limit: usize::MAX,
+            ..query.clone()
+        })?;
+        let mut shown = hide_superseded(all.clone(), &all);
+        shown.truncate(limit);
+        Ok(shown)
+    }
+
+    /// Returns a deploy's comparison report (computed and stored once it is ready).
+    pub fn deploy_report(&self, id: &str) -> Result<Report, ApiError> {
+        let deploy = self
+            .store
+            .deploy(id)?
+            .ok_or_else(|| ApiError::not_found(format!("no deploy with id {id:?}")))?;
+        Ok(report::deploy_report(
+            self.store.as_ref(),
+            &self.config,
+            deploy,
+            now_ns() / 1_000_000,
+        )?)
+    }
+
+    /// Computes a canary or period comparison now.
+    pub fn compare(&self, spec: Spec) -> Result<Report, ApiError> {
+        Ok(report::compute(
+            self.store.as_ref(),
+            &self.config,
+            spec,
+            None,
+            now_ns() / 1_000_000,
+        )?)
+    }
+
+    /// Computes and stores the comparisons of deploys whose after-window has completed.
+    pub fn settle_deploys(&self) -> Result<usize, StoreError> {
+        report::settle_deploys(self.store.as_ref(), &self.config, now_ns() / 1_000_000)
     }
 
     /// Writes everything aggregated so far to the store. On failure the batch is kept and

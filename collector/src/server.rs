@@ -16,6 +16,8 @@ use crate::store::{SqliteStore, Store, StoreError};
 
 /// How long [`Server::shutdown`] waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How often deploys whose after-window completed get their comparison computed and stored.
+const SETTLE_EVERY: Duration = Duration::from_secs(5);
 /// How often the retention pass runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
@@ -104,6 +106,9 @@ impl Server {
                 ingest::grpc::oversize_to_resource_exhausted,
             ))
             .add_service(ingest::grpc::OtlpGrpc::service(Arc::clone(&pipeline)))
+            .add_service(crate::deploys::grpc::DeployGrpc::service(Arc::clone(
+                &pipeline,
+            )))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 stopped(stop_rx.clone()),
@@ -136,6 +141,10 @@ impl Server {
             }
         }));
         tasks.push(tokio::spawn(flush_loop(
+            Arc::clone(&pipeline),
+            stop_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(comparison_loop(
             Arc::clone(&pipeline),
             stop_rx.clone(),
         )));
@@ -205,6 +214,24 @@ async fn flush_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "store write failed; batch kept for retry"),
             Err(e) => tracing::error!(error = %e, "flush task failed"),
+        }
+    }
+}
+
+async fn comparison_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(SETTLE_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let p = Arc::clone(&pipeline);
+        match tokio::task::spawn_blocking(move || p.settle_deploys()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(comparisons = n, "deploy comparisons stored"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "deploy comparisons failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "comparison task failed"),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! [`app`] builds the router from the shared state, so tests drive it with `.oneshot()` or a
 //! real listener alike.
 
+mod deploys;
 pub mod params;
 
 use std::sync::Arc;
@@ -28,7 +29,7 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
 }
 
-type RawQuery = Query<Vec<(String, String)>>;
+pub(crate) type RawQuery = Query<Vec<(String, String)>>;
 
 /// Returns the API router.
 pub fn app(state: AppState) -> Router {
@@ -42,11 +43,15 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/breakdown", get(breakdown))
+        .route("/api/v1/deploys", get(deploys::list).post(deploys::record))
+        .route("/api/v1/deploys/{id}", get(deploys::one))
+        .route("/api/v1/deploys/{id}/comparison", get(deploys::comparison))
+        .route("/api/v1/compare", get(deploys::compare))
         .fallback(not_found)
         .with_state(state)
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError {
@@ -55,7 +60,7 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     now_ns() / 1_000_000
 }
 

@@ -106,22 +106,11 @@ impl Params {
         let Some(text) = self.string(key) else {
             return Ok(None);
         };
-        let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-            Some((i, _)) => text.split_at(i),
-            None => (text.as_str(), "s"),
-        };
-        let factor = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            _ => 0,
-        };
-        match digits.parse::<i64>() {
-            Ok(n) if n > 0 && factor > 0 && n <= 366 * 86_400 => Ok(Some(n * factor)),
-            _ => Err(ApiError::invalid(format!(
-                "query parameter `{key}`: {text:?} is not a duration like 30, 30s, 5m or 1h"
-            ))),
-        }
+        parse_duration_s(&text).map(Some).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "query parameter `{key}`: {text:?} is not a duration like 30, 30s, 5m, 1h or 7d"
+            ))
+        })
     }
 
     /// `from`/`to`; `to` defaults to now and `from` to an hour before `to`.
@@ -145,6 +134,24 @@ impl Params {
             transaction: self.string("transaction"),
         }
     }
+}
+
+/// Parses a positive duration in seconds: a whole number, or with a unit `s`, `m`, `h`, `d`
+/// (`30s`, `5m`, `7d`); at most a year.
+pub fn parse_duration_s(text: &str) -> Option<i64> {
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    let n = digits.parse::<i64>().ok()?;
+    (n > 0 && n * factor <= 366 * 86_400).then_some(n * factor)
 }
 
 /// Parses unix milliseconds or RFC 3339.

@@ -7,10 +7,12 @@
 //! as rows and return several rows per window from the read methods; callers merge them.
 
 mod sqlite;
+mod sqlite_deploys;
 
 pub use sqlite::SqliteStore;
 
 use crate::aggregate::histogram::LatencyStats;
+use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// A store failure. Callers keep the data and retry writes; reads become `503`.
@@ -177,6 +179,8 @@ pub struct RetentionReport {
     pub transactions: u64,
     /// Spans deleted.
     pub spans: u64,
+    /// Deploys (with their comparisons) deleted.
+    pub deploys: u64,
 }
 
 /// Cut-offs for a retention pass, unix ms: rows older than these are deleted.
@@ -190,6 +194,13 @@ pub struct RetentionCutoffs {
     pub rollup_before_ms: i64,
     /// Rollup window width, s.
     pub rollup_resolution_s: u32,
+}
+
+impl RetentionCutoffs {
+    /// Deploys and their comparisons are kept as long as the rollups they compare.
+    pub fn deploys_before_ms(&self) -> i64 {
+        self.rollup_before_ms
+    }
 }
 
 /// The storage backend of the collector. Implementations are shared across threads.
@@ -227,6 +238,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes what is older than the cut-offs.
     fn enforce_retention(&self, cutoffs: &RetentionCutoffs) -> Result<RetentionReport, StoreError>;
+
+    /// Records a deploy unless one with its id exists; returns the stored one (the first
+    /// recorded wins, so retries and several collectors agree).
+    fn record_deploy(&self, deploy: &Deploy) -> Result<Deploy, StoreError>;
+
+    /// Lists deploys, newest first.
+    fn deploys(&self, query: &DeployQuery) -> Result<Vec<Deploy>, StoreError>;
+
+    /// Returns one deploy.
+    fn deploy(&self, id: &str) -> Result<Option<Deploy>, StoreError>;
+
+    /// Lists the deploys with time in `[from_ms, to_ms)` that have no stored comparison,
+    /// oldest first.
+    fn uncompared_deploys(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Deploy>, StoreError>;
+
+    /// Stores a deploy's comparison report (JSON) unless one is stored; returns the stored one.
+    fn save_comparison(&self, deploy_id: &str, report_json: &str) -> Result<String, StoreError>;
+
+    /// Returns a deploy's stored comparison report (JSON).
+    fn comparison(&self, deploy_id: &str) -> Result<Option<String>, StoreError>;
 
     /// Checks the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;

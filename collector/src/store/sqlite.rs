@@ -14,9 +14,12 @@ use super::{
     Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
 };
 use crate::aggregate::histogram::{self, LatencyStats};
+use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
-const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `deploys` and `comparisons`; a version-1 file is upgraded in place (the
+/// tables are created, nothing else changes).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +81,22 @@ CREATE TABLE IF NOT EXISTS spans (
     PRIMARY KEY (trace_id, span_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_ns);
+CREATE TABLE IF NOT EXISTS deploys (
+    id TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    version TEXT NOT NULL,
+    commit_id TEXT,
+    description TEXT,
+    time_ms INTEGER NOT NULL,
+    automatic INTEGER NOT NULL,
+    commit_time_ms INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS deploys_by_time ON deploys (time_ms);
+CREATE TABLE IF NOT EXISTS comparisons (
+    deploy_id TEXT PRIMARY KEY,
+    report TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Most bound parameters in one statement (SQLite allows 32766).
@@ -93,7 +112,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(super) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -135,6 +154,14 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
+            Some(Ok(1)) => {
+                writer
+                    .execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                        [SCHEMA_VERSION.to_string()],
+                    )
+                    .map_err(backend)?;
+            }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
                     "{} has schema version {other:?}; this collector reads {SCHEMA_VERSION}",
@@ -668,12 +695,40 @@ impl Store for SqliteStore {
         let spans = conn
             .execute("DELETE FROM spans WHERE end_ns < ?1", [raw_ns])
             .map_err(backend)?;
+        let deploys = super::sqlite_deploys::enforce_retention(&conn, cutoffs.deploys_before_ms())?;
         Ok(RetentionReport {
             histograms: histograms as u64,
             breakdown: breakdown as u64,
             transactions: transactions as u64,
             spans: spans as u64,
+            deploys,
         })
+    }
+
+    fn record_deploy(&self, deploy: &Deploy) -> Result<Deploy, StoreError> {
+        let conn = self.writer.lock().map_err(poisoned)?;
+        super::sqlite_deploys::record(&conn, deploy)
+    }
+
+    fn deploys(&self, query: &DeployQuery) -> Result<Vec<Deploy>, StoreError> {
+        self.with_reader(|conn| super::sqlite_deploys::list(conn, query))
+    }
+
+    fn deploy(&self, id: &str) -> Result<Option<Deploy>, StoreError> {
+        self.with_reader(|conn| super::sqlite_deploys::get(conn, id))
+    }
+
+    fn uncompared_deploys(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Deploy>, StoreError> {
+        self.with_reader(|conn| super::sqlite_deploys::uncompared(conn, from_ms, to_ms))
+    }
+
+    fn save_comparison(&self, deploy_id: &str, report_json: &str) -> Result<String, StoreError> {
+        let conn = self.writer.lock().map_err(poisoned)?;
+        super::sqlite_deploys::save_comparison(&conn, deploy_id, report_json)
+    }
+
+    fn comparison(&self, deploy_id: &str) -> Result<Option<String>, StoreError> {
+        self.with_reader(|conn| super::sqlite_deploys::comparison(conn, deploy_id))
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -765,7 +820,8 @@ mod tests {
                 histograms: 2,
                 breakdown: 1,
                 transactions: 1,
-                spans: 1
+                spans: 1,
+                deploys: 0,
             }
         );
         let raw = store.histograms(&[s], 10, 0, i64::MAX).unwrap();

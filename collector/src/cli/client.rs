@@ -1,0 +1,255 @@
+//! The client commands: `deploy`, `compare`, `gate`, over the collector's HTTP API.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::de::DeserializeOwned;
+
+use super::{Command, CompareArgs, DeployArgs, GateArgs};
+use crate::compare::engine::Verdict;
+use crate::compare::report::{Report, Status};
+use crate::deploys::{Deploy, NewDeploy};
+use crate::http::params::{parse_duration_s, parse_time};
+
+/// Exit status of `compare` and `gate` on a regression.
+pub const EXIT_REGRESSION: u8 = 3;
+/// Exit status of `compare` and `gate` when there is not enough data for a verdict (or the
+/// gate's timeout passed while the verdict was pending).
+pub const EXIT_INSUFFICIENT_DATA: u8 = 4;
+
+/// Per-request timeout of the client commands.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        let base = url.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            bail!("--url {url:?}: only http:// URLs are supported (put TLS in a proxy in front)");
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { http, base })
+    }
+
+    async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .context("reading the collector's answer")?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            bail!("the collector answered {status}: {message}");
+        }
+        serde_json::from_slice(&body).context("the collector's answer is not the expected JSON")
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the collector at {url}"))?;
+        Self::answer(response).await
+    }
+
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the collector at {url}"))?;
+        Self::answer(response).await
+    }
+}
+
+fn time_arg(flag: &str, text: &str) -> anyhow::Result<i64> {
+    parse_time(text).ok_or_else(|| anyhow!("--{flag} {text:?}: not unix ms or RFC 3339"))
+}
+
+fn range_arg(flag: &str, text: &str) -> anyhow::Result<(i64, i64)> {
+    let (from, to) = text
+        .split_once("..")
+        .ok_or_else(|| anyhow!("--{flag} {text:?}: expected FROM..TO"))?;
+    let range = (time_arg(flag, from)?, time_arg(flag, to)?);
+    if range.0 >= range.1 {
+        bail!("--{flag} {text:?}: FROM must be before TO");
+    }
+    Ok(range)
+}
+
+fn duration_arg(flag: &str, text: &str) -> anyhow::Result<Duration> {
+    let s = parse_duration_s(text)
+        .ok_or_else(|| anyhow!("--{flag} {text:?}: not a duration like 90, 90s, 15m or 1h"))?;
+    Ok(Duration::from_secs(s.unsigned_abs()))
+}
+
+/// The exit status for a report: 0 no regression, 3 regression, 4 insufficient data or
+/// pending.
+pub fn exit_status(report: &Report) -> u8 {
+    match (report.status, report.verdict) {
+        (Status::Ready, Some(Verdict::Regression)) => EXIT_REGRESSION,
+        (Status::Ready, Some(Verdict::NoChange | Verdict::Improvement)) => 0,
+        _ => EXIT_INSUFFICIENT_DATA,
+    }
+}
+
+#[allow(clippy::print_stdout)] // the client commands' output is their purpose
+fn print_report(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", super::table::render(report));
+    }
+    Ok(ExitCode::from(exit_status(report)))
+}
+
+#[allow(clippy::print_stdout)] // the deploy id is the command's output
+async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.url)?;
+    let request = NewDeploy {
+        service: args.service,
+        version: args.version,
+        environment: args.env,
+        commit: args.commit,
+        description: args.description,
+        time_ms: args
+            .time
+            .as_deref()
+            .map(|t| time_arg("time", t))
+            .transpose()?,
+        commit_time_ms: args
+            .commit_time
+            .as_deref()
+            .map(|t| time_arg("commit-time", t))
+            .transpose()?,
+    };
+    let deploy: Deploy = client.post("/api/v1/deploys", &request).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&deploy)?);
+    } else {
+        println!("{}", deploy.id);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.url)?;
+    if let Some(id) = &args.deploy {
+        let report: Report = client
+            .get(&format!("/api/v1/deploys/{id}/comparison"), &[])
+            .await?;
+        return print_report(&report, args.json);
+    }
+    let service = args
+        .service
+        .clone()
+        .ok_or_else(|| anyhow!("give --deploy, or --service with a canary or period"))?;
+    let mut query = vec![("service", service)];
+    if let Some(env) = args.env {
+        query.push(("env", env));
+    }
+    match (&args.baseline_version, &args.after) {
+        (Some(baseline), None) => {
+            query.push(("baseline_version", baseline.clone()));
+            query.push((
+                "canary_version",
+                args.canary_version.clone().unwrap_or_default(),
+            ));
+            if let Some(range) = &args.range {
+                let (from, to) = range_arg("range", range)?;
+                query.push(("from", from.to_string()));
+                query.push(("to", to.to_string()));
+            }
+        }
+        (None, Some(after)) => {
+            let (from, to) = range_arg("after", after)?;
+            query.push(("after_from", from.to_string()));
+            query.push(("after_to", to.to_string()));
+            match (&args.before, &args.offset) {
+                (Some(before), None) => {
+                    let (from, to) = range_arg("before", before)?;
+                    query.push(("before_from", from.to_string()));
+                    query.push(("before_to", to.to_string()));
+                }
+                (None, Some(offset)) => query.push(("offset", offset.clone())),
+                _ => bail!("a period comparison needs --before FROM..TO or --offset"),
+            }
+        }
+        _ => bail!(
+            "with --service, give --baseline-version and --canary-version (canary) or --after with --before or --offset (period)"
+        ),
+    }
+    let report: Report = client.get("/api/v1/compare", &query).await?;
+    print_report(&report, args.json)
+}
+
+#[allow(clippy::print_stderr)] // progress for the person or CI log watching the gate
+async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&args.client.url)?;
+    let timeout = duration_arg("timeout", &args.timeout)?;
+    let poll = duration_arg("poll", &args.poll)?;
+    let deadline = Instant::now() + timeout;
+    let path = format!("/api/v1/deploys/{}/comparison", args.deploy);
+    let mut announced = false;
+    loop {
+        let report: Report = client.get(&path, &[]).await?;
+        if report.status == Status::Ready {
+            return print_report(&report, args.json);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            eprintln!(
+                "headlight gate: timed out after {}s; the comparison of deploy {} is still pending (ready at {} unix ms)",
+                timeout.as_secs(),
+                args.deploy,
+                report.ready_at_ms
+            );
+            return Ok(ExitCode::from(EXIT_INSUFFICIENT_DATA));
+        }
+        if !announced {
+            let wait_s = (report.ready_at_ms - report.computed_at_ms).max(0) / 1000;
+            eprintln!(
+                "headlight gate: waiting for deploy {}: the after-window completes in about {wait_s}s",
+                args.deploy
+            );
+            announced = true;
+        }
+        tokio::time::sleep(poll.min(deadline - now)).await;
+    }
+}
+
+/// Runs a client command (`deploy`, `compare`, `gate`) and returns its exit status.
+pub async fn run_client(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(_) => bail!("`serve` is not a client command"),
+        Command::Deploy(args) => deploy(args).await,
+        Command::Compare(args) => compare(args).await,
+        Command::Gate(args) => gate(args).await,
+    }
+}

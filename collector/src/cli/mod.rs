@@ -1,0 +1,178 @@
+//! The `headlight` command line: `serve`, and the client commands `deploy`, `compare` and
+//! `gate` that talk to a running collector's HTTP API.
+
+mod client;
+mod table;
+
+pub use client::{EXIT_INSUFFICIENT_DATA, EXIT_REGRESSION, run_client};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+
+/// Headlight: a lightweight APM that tells you whether a deploy made your service slower.
+#[derive(Debug, Parser)]
+#[command(name = "headlight", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the collector: OTLP ingest (gRPC and HTTP), the embedded store, the query API.
+    Serve(ServeArgs),
+    /// Records a deploy marker (prints its id).
+    Deploy(DeployArgs),
+    /// Prints a comparison: a deploy's before/after, canary vs baseline, or period vs period.
+    /// Exits 0 with no regression, 3 on a regression, 4 with insufficient data.
+    Compare(CompareArgs),
+    /// Waits until a deploy's after-window is complete, then prints its comparison and exits
+    /// like `compare` (4 also when the timeout passes first).
+    Gate(GateArgs),
+}
+
+/// Where the collector's API is.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The collector's HTTP API.
+    #[arg(long, env = "HEADLIGHT_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+}
+
+/// `headlight deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// `service.name` of the deployed service.
+    #[arg(long)]
+    pub service: String,
+    /// The deployed `service.version`.
+    #[arg(long)]
+    pub version: String,
+    /// `deployment.environment` [default: default].
+    #[arg(long)]
+    pub env: Option<String>,
+    /// VCS commit of the deployed version.
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Free text, e.g. the change log line.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Deploy time: unix ms or RFC 3339 [default: now, the collector's clock].
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Commit time: unix ms or RFC 3339 (for lead time).
+    #[arg(long)]
+    pub commit_time: Option<String>,
+    /// Prints the recorded deploy as JSON instead of its id.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `headlight compare`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["deploy", "service"])))]
+pub struct CompareArgs {
+    /// A deploy's before/after comparison.
+    #[arg(long, conflicts_with_all = ["service", "env"])]
+    pub deploy: Option<String>,
+    /// The service, for a canary or period comparison.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only this environment [default: all].
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Canary: the baseline version.
+    #[arg(long, requires = "canary_version", requires = "service")]
+    pub baseline_version: Option<String>,
+    /// Canary: the canary version.
+    #[arg(long, requires = "baseline_version")]
+    pub canary_version: Option<String>,
+    /// Canary: the time range, `FROM..TO` (unix ms or RFC 3339) [default: the last hour].
+    #[arg(long, requires = "baseline_version")]
+    pub range: Option<String>,
+    /// Period: the earlier period, `FROM..TO`.
+    #[arg(long, requires = "after", conflicts_with_all = ["baseline_version", "offset"])]
+    pub before: Option<String>,
+    /// Period: the later period, `FROM..TO`.
+    #[arg(long, requires = "service", conflicts_with = "baseline_version")]
+    pub after: Option<String>,
+    /// Period: the earlier period is the later one moved back by this, e.g. `7d` or `24h`.
+    #[arg(long, requires = "after")]
+    pub offset: Option<String>,
+    /// Prints the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `headlight gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The deploy to wait for.
+    #[arg(long)]
+    pub deploy: String,
+    /// Longest wait, e.g. `30m` or `900` (s); exits 4 if the verdict is still pending.
+    #[arg(long, default_value = "30m")]
+    pub timeout: String,
+    /// How often to ask, e.g. `10s`.
+    #[arg(long, default_value = "5s")]
+    pub poll: String,
+    /// Prints the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `headlight serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; unknown keys are refused. Flags below override it.
+    #[arg(long, env = "HEADLIGHT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the embedded store keeps its data [default: ./headlight-data].
+    #[arg(long, env = "HEADLIGHT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, env = "HEADLIGHT_OTLP_GRPC")]
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, env = "HEADLIGHT_OTLP_HTTP")]
+    pub otlp_http: Option<SocketAddr>,
+    /// API and UI listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "HEADLIGHT_HTTP")]
+    pub http: Option<SocketAddr>,
+}
+
+impl ServeArgs {
+    /// Builds the configuration: the file (or defaults), then the flags.
+    pub fn config(&self) -> Result<Config, crate::config::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir.clone_from(d);
+        }
+        if let Some(a) = self.otlp_grpc {
+            config.listen.otlp_grpc = a;
+        }
+        if let Some(a) = self.otlp_http {
+            config.listen.otlp_http = a;
+        }
+        if let Some(a) = self.http {
+            config.listen.http = a;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
