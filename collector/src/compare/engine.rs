@@ -517,7 +517,7 @@ fn verdict_of(
         );
         let text = |p: f64| {
             format!(
-                "median {} ({} → {}); every request {} {} ({ci}); {}",
+                "median {} ({} → {}); typically {} {} ({ci}); {}",
                 signed_pct(median_pct),
                 format_ms(median),
                 format_ms(ms(m.quantiles[0].1)),
