@@ -8,6 +8,101 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_headlight");
 
 #[test]
+fn the_client_commands_document_their_flags_and_refuse_bad_ones() {
+    for (command, flags) in [
+        (
+            "deploy",
+            &[
+                "--service",
+                "--version",
+                "--env",
+                "--commit",
+                "--time",
+                "--url",
+            ][..],
+        ),
+        (
+            "compare",
+            &[
+                "--deploy",
+                "--baseline-version",
+                "--canary-version",
+                "--before",
+                "--after",
+                "--offset",
+                "--json",
+            ][..],
+        ),
+        ("gate", &["--deploy", "--timeout", "--url"][..]),
+    ] {
+        let out = Command::new(BIN)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for flag in flags {
+            assert!(help.contains(flag), "{flag} in {command} --help: {help}");
+        }
+    }
+    // Usage errors exit 2 (clap), never 3 or 4, which a gate would read as a verdict.
+    for args in [
+        &["compare"][..],
+        &["compare", "--deploy", "x", "--service", "y"],
+        &["deploy", "--service", "x"],
+        &["gate"],
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+    // Bad values are errors (exit 1) naming the flag, before any request is made.
+    let out = Command::new(BIN)
+        .args([
+            "gate",
+            "--deploy",
+            "x",
+            "--timeout",
+            "soon",
+            "--url",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--timeout \"soon\""),
+        "{out:?}"
+    );
+    let out = Command::new(BIN)
+        .args([
+            "deploy",
+            "--service",
+            "x",
+            "--version",
+            "1",
+            "--url",
+            "https://example.invalid",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("only http://"),
+        "{out:?}"
+    );
+    // A collector that is down is an error, not a verdict.
+    let out = Command::new(BIN)
+        .args(["compare", "--deploy", "x", "--url", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the collector"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn help_lists_serve_and_its_flags() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
