@@ -43,6 +43,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/transactions", get(transactions))
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/breakdown", get(breakdown))
+        .route("/api/v1/heatmap", get(heatmap))
         .route("/api/v1/deploys", get(deploys::list).post(deploys::record))
         .route("/api/v1/deploys/{id}", get(deploys::one))
         .route("/api/v1/deploys/{id}/comparison", get(deploys::comparison))
@@ -243,5 +244,80 @@ async fn breakdown(
     let pipeline = state.pipeline;
     let body =
         blocking(move || query::breakdown(pipeline.store().as_ref(), &filter, &windows)).await?;
+    Ok(Json(body).into_response())
+}
+
+/// Most hitmap columns and rows one request may ask for.
+const MAX_HEATMAP_COLUMNS: i64 = 2_000;
+const MAX_HEATMAP_ROWS: u64 = 500;
+
+/// Parses the hitmap's parameters: the filter, the range and column step, the y axis.
+pub(crate) fn heatmap_request(
+    state: &AppState,
+    p: &Params,
+) -> Result<(SeriesFilter, Windows, i64, query::heatmap::YAxis), ApiError> {
+    use query::heatmap::{Scale, YAxis};
+    let config = state.pipeline.config();
+    let now = now_ms();
+    let range = p.range(now)?;
+    let step = p.seconds("x_step_s")?.map(|s| s * 1000);
+    let windows = range.windows(&config.aggregation, now, step);
+    let wanted = step.unwrap_or((windows.to_ms - windows.from_ms) / 120);
+    let step_ms = range::step_ms(&windows, Some(wanted));
+    if (windows.to_ms - windows.from_ms) / step_ms > MAX_HEATMAP_COLUMNS {
+        return Err(ApiError::invalid(format!(
+            "too many columns (at most {MAX_HEATMAP_COLUMNS}): use a larger `x_step_s` or a shorter range"
+        )));
+    }
+    let buckets = p.positive("y_buckets")?.unwrap_or(40);
+    if buckets > MAX_HEATMAP_ROWS {
+        return Err(ApiError::invalid(format!(
+            "query parameter `y_buckets`: at most {MAX_HEATMAP_ROWS}"
+        )));
+    }
+    let scale = match p.string("y_scale").as_deref() {
+        None | Some("log") => Scale::Log,
+        Some("linear") => Scale::Linear,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "query parameter `y_scale`: {other:?} is not `log` or `linear`"
+            )));
+        }
+    };
+    let axis = YAxis {
+        scale,
+        buckets: usize::try_from(buckets).unwrap_or(40),
+        min_ms: p.non_negative("y_min_ms")?,
+        max_ms: p.non_negative("y_max_ms")?,
+    };
+    Ok((p.filter(), windows, step_ms, axis))
+}
+
+/// The hitmap's parameters: the filter, and the x and y axes.
+pub(crate) const HEATMAP_PARAMS: [&str; 11] = [
+    "service",
+    "transaction",
+    "env",
+    "version",
+    "from",
+    "to",
+    "x_step_s",
+    "y_buckets",
+    "y_scale",
+    "y_min_ms",
+    "y_max_ms",
+];
+
+async fn heatmap(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::new(raw, &HEATMAP_PARAMS)?;
+    let (filter, windows, step_ms, axis) = heatmap_request(&state, &p)?;
+    let pipeline = state.pipeline;
+    let body = blocking(move || {
+        query::heatmap::heatmap(pipeline.store().as_ref(), &filter, &windows, step_ms, &axis)
+    })
+    .await?;
     Ok(Json(body).into_response())
 }

@@ -1,6 +1,7 @@
 //! The read side: answers the query API from the store. Handlers in [`crate::http`] only parse
 //! parameters and call these functions, which run on blocking threads.
 
+pub mod heatmap;
 pub mod range;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
