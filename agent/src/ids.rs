@@ -1,4 +1,4 @@
-//! Random trace and span ids, and the wall clock in unix nanoseconds.
+//! Random trace and span ids, and wall-clock times in unix nanoseconds.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
@@ -44,9 +44,10 @@ pub(crate) fn trace_id() -> [u8; 16] {
     id
 }
 
-/// Returns the wall clock in unix nanoseconds.
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+/// Converts a wall-clock time to unix nanoseconds (0 before 1970). Application threads keep
+/// the `SystemTime` they read and the export thread converts it: the clock read is the only
+/// cost left on the hot path.
+pub(crate) fn unix_ns(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

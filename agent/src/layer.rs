@@ -7,6 +7,7 @@
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Subscriber};
@@ -15,9 +16,10 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::Sampler;
 use crate::ids;
+use crate::pool::BoxedRecord;
 use crate::propagation::TraceContext;
 use crate::queue::{Item, Queue};
-use crate::record::{EventRecord, EventVisitor, MAX_EVENTS, SpanRecord, SpanVisitor, Status};
+use crate::record::{EventRecord, EventVisitor, MAX_EVENTS, SpanVisitor, Status};
 
 thread_local! {
     /// Set on the export thread: nothing happening there is recorded (the transport's own
@@ -37,7 +39,7 @@ fn suppressed() -> bool {
 /// The child spans of one transaction that ended before it.
 #[derive(Debug, Default)]
 struct Children {
-    spans: Vec<SpanRecord>,
+    spans: Vec<BoxedRecord>,
     /// The transaction span has ended: later children are sent on their own.
     closed: bool,
 }
@@ -47,7 +49,7 @@ type SharedChildren = Arc<Mutex<Children>>;
 /// What the layer keeps in a span's extensions.
 #[derive(Debug)]
 pub(crate) struct SpanState {
-    record: SpanRecord,
+    record: BoxedRecord,
     sampled: bool,
     transaction: bool,
     /// Where the transaction's children go; a transaction creates it when its first child
@@ -126,7 +128,7 @@ impl HeadlightLayer {
         if !sampled {
             return;
         }
-        record.end_ns = ids::now_ns().max(record.start_ns);
+        record.end = SystemTime::now().max(record.start);
         if transaction {
             let spans = children.map_or_else(Vec::new, |children| {
                 let mut children = children.lock().unwrap_or_else(PoisonError::into_inner);
@@ -163,19 +165,30 @@ where
         }
         let Some(span) = ctx.span(id) else { return };
         // The nearest recorded ancestor: spans below `max_level` are skipped, not cut out.
-        let parent = span.scope().skip(1).find_map(|ancestor| {
+        // (From `span.parent()` rather than `span.scope().skip(1)`, which looks the span itself
+        // up again.)
+        let mut next = span.parent();
+        let mut parent = None;
+        while let Some(ancestor) = next {
             let mut extensions = ancestor.extensions_mut();
-            let parent = extensions.get_mut::<SpanState>()?;
-            let children = parent.children.get_or_insert_with(SharedChildren::default);
-            Some(Inherited {
-                trace_id: parent.record.trace_id,
-                span_id: parent.record.span_id,
-                sampled: parent.sampled,
-                trace_state: parent.record.trace_state.clone(),
-                children: Arc::clone(children),
-            })
-        });
-        let mut record = SpanRecord::new(attrs.metadata().name(), ids::now_ns());
+            if let Some(state) = extensions.get_mut::<SpanState>() {
+                let children = state.children.get_or_insert_with(SharedChildren::default);
+                parent = Some(Inherited {
+                    trace_id: state.record.trace_id,
+                    span_id: state.record.span_id,
+                    sampled: state.sampled,
+                    trace_state: state.record.trace_state.clone(),
+                    children: Arc::clone(children),
+                });
+                break;
+            }
+            drop(extensions);
+            next = ancestor.parent();
+        }
+        let mut record = self
+            .queue
+            .pool
+            .take(attrs.metadata().name(), SystemTime::now());
         let mut visitor = SpanVisitor {
             record: &mut record,
             traceparent: None,
@@ -257,7 +270,7 @@ where
         }
         let record = &mut state.record;
         let mut recorded = EventRecord {
-            time_ns: ids::now_ns(),
+            time: SystemTime::now(),
             name: std::borrow::Cow::Borrowed(event.metadata().name()),
             attributes: smallvec::SmallVec::new(),
         };

@@ -35,6 +35,7 @@ mod export;
 mod http;
 mod ids;
 mod layer;
+mod pool;
 mod propagation;
 mod queue;
 mod record;
@@ -292,7 +293,7 @@ impl Builder {
             Arc::clone(&queue),
         )?;
         let layer = HeadlightLayer::new(
-            queue,
+            Arc::clone(&queue),
             config.sampler,
             config.tail.max_children,
             self.max_level,
@@ -300,7 +301,7 @@ impl Builder {
         let guard = AgentGuard {
             control,
             thread: Some(thread),
-            counters,
+            queue,
             shutdown_timeout,
             config,
         };
@@ -371,7 +372,7 @@ fn export_from_env(env: &dyn Env) -> Result<ExportConfig, ConfigError> {
 pub struct AgentGuard {
     control: tokio::sync::mpsc::Sender<Control>,
     thread: Option<std::thread::JoinHandle<()>>,
-    counters: Arc<Counters>,
+    queue: Arc<Queue>,
     shutdown_timeout: Duration,
     config: AgentConfig,
 }
@@ -379,7 +380,7 @@ pub struct AgentGuard {
 impl AgentGuard {
     /// Returns the agent's counters: recorded, sent, not kept, dropped by reason, pending.
     pub fn stats(&self) -> AgentStats {
-        self.counters.snapshot()
+        self.queue.stats()
     }
 
     /// Returns the resolved configuration.

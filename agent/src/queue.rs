@@ -1,30 +1,31 @@
 //! The bounded export queue between application threads and the export thread.
 //!
-//! Application threads only push: a short uncontended lock, no allocation beyond the item, and
-//! no wake-up unless the queue just reached a full batch. When the queue holds
-//! `max_queue_spans` spans, new items are dropped and counted, never awaited.
+//! Application threads only push: one short lock, under which the item is appended and counted,
+//! and no wake-up unless the queue just reached a full batch. The buffer keeps its capacity
+//! across batches (the export thread hands back the one it emptied), so pushing neither grows
+//! nor faults in memory in the steady state. When the queue holds `max_queue_spans` spans, new
+//! items are dropped and counted, never awaited.
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Notify;
 
-use crate::record::SpanRecord;
-use crate::stats::{Counters, DropReason};
+use crate::pool::{BoxedRecord, Pool};
+use crate::stats::{AgentStats, Counters, DropReason};
 
 /// What the layer hands to the exporter.
 #[derive(Debug)]
 pub(crate) enum Item {
     /// A transaction span and the local child spans that ended before it.
     Transaction {
-        span: SpanRecord,
-        children: Vec<SpanRecord>,
+        span: BoxedRecord,
+        children: Vec<BoxedRecord>,
     },
     /// A child span that ended after its transaction, or beyond its transaction's buffer: it
     /// is always sent.
-    Loose(SpanRecord),
+    Loose(BoxedRecord),
 }
 
 impl Item {
@@ -40,78 +41,106 @@ impl Item {
     }
 }
 
+/// What the lock protects: the items and every count the push path changes.
+#[derive(Debug, Default)]
+struct Inner {
+    items: Vec<Item>,
+    /// Spans in `items`.
+    queued_spans: usize,
+    /// Spans and transactions pushed since start, accepted or not: the `recorded` counters.
+    recorded_spans: u64,
+    recorded_transactions: u64,
+    closed: bool,
+}
+
 /// The queue, shared by the layer (producers) and the export thread (consumer).
 #[derive(Debug)]
 pub(crate) struct Queue {
-    items: Mutex<VecDeque<Item>>,
-    queued_spans: AtomicUsize,
+    inner: Mutex<Inner>,
     capacity: usize,
     wake_at: usize,
-    closed: AtomicBool,
     pub(crate) notify: Notify,
     pub(crate) counters: Arc<Counters>,
+    /// Span records on their way back from the export thread.
+    pub(crate) pool: Pool,
     last_warning_s: AtomicU64,
 }
 
 impl Queue {
     pub(crate) fn new(capacity: usize, wake_at: usize, counters: Arc<Counters>) -> Self {
         Self {
-            items: Mutex::new(VecDeque::new()),
-            queued_spans: AtomicUsize::new(0),
+            inner: Mutex::new(Inner::default()),
             capacity,
             wake_at: wake_at.min(capacity).max(1),
-            closed: AtomicBool::new(false),
             notify: Notify::new(),
             counters,
+            pool: Pool::new(capacity),
             last_warning_s: AtomicU64::new(0),
         }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Queues an item, or drops and counts it when the queue is full or closed.
     pub(crate) fn push(&self, item: Item) {
         let spans = item.spans();
         let transactions = item.transactions();
-        self.counters
-            .spans_recorded
-            .fetch_add(spans as u64, Relaxed);
-        if transactions > 0 {
-            self.counters
-                .transactions_recorded
-                .fetch_add(transactions, Relaxed);
-        }
-        if self.closed.load(Relaxed) {
-            self.counters
-                .dropped(DropReason::Shutdown, spans as u64, transactions);
+        let mut inner = self.lock();
+        inner.recorded_spans += spans as u64;
+        inner.recorded_transactions += transactions;
+        let refused = if inner.closed {
+            Some(DropReason::Shutdown)
+        } else if inner.queued_spans + spans > self.capacity {
+            Some(DropReason::QueueFull)
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            // Counted under the lock, so a snapshot never sees it recorded but not dropped.
+            self.counters.dropped(reason, spans as u64, transactions);
+            drop(inner);
+            drop(item);
+            if reason == DropReason::QueueFull {
+                self.warn_full();
+            }
             return;
         }
-        let before = self.queued_spans.fetch_add(spans, Relaxed);
-        if before + spans > self.capacity {
-            self.queued_spans.fetch_sub(spans, Relaxed);
-            self.counters
-                .dropped(DropReason::QueueFull, spans as u64, transactions);
-            self.warn_full();
-            return;
-        }
-        self.items
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(item);
+        let before = inner.queued_spans;
+        inner.queued_spans += spans;
+        inner.items.push(item);
+        drop(inner);
         if before < self.wake_at && before + spans >= self.wake_at {
             self.notify.notify_one();
         }
     }
 
-    /// Takes everything queued.
-    pub(crate) fn take(&self) -> VecDeque<Item> {
-        let items = std::mem::take(&mut *self.items.lock().unwrap_or_else(PoisonError::into_inner));
-        let spans: usize = items.iter().map(Item::spans).sum();
-        self.queued_spans.fetch_sub(spans, Relaxed);
-        items
+    /// Takes everything queued, handing back `empty` (an emptied buffer, whose capacity the
+    /// queue keeps using).
+    pub(crate) fn take(&self, mut empty: Vec<Item>) -> Vec<Item> {
+        debug_assert!(empty.is_empty());
+        empty.clear();
+        let mut inner = self.lock();
+        inner.queued_spans = 0;
+        std::mem::swap(&mut inner.items, &mut empty);
+        empty
     }
 
     /// Refuses new items from now on (they are counted as dropped at shutdown).
     pub(crate) fn close(&self) {
-        self.closed.store(true, Relaxed);
+        self.lock().closed = true;
+    }
+
+    /// Returns the agent's counters.
+    pub(crate) fn stats(&self) -> AgentStats {
+        let inner = self.lock();
+        let (spans, transactions) = (inner.recorded_spans, inner.recorded_transactions);
+        // Read under the lock: every push counted in `recorded` is either queued (pending) or
+        // already in the drop counters.
+        let stats = self.counters.snapshot(spans, transactions);
+        drop(inner);
+        stats
     }
 
     /// Logs that the queue is full, at most once per 10 s (the export thread's events are not
@@ -128,9 +157,8 @@ impl Queue {
                 .compare_exchange(last, now_s, Relaxed, Relaxed)
                 .is_ok()
         {
-            let stats = self.counters.snapshot();
             tracing::warn!(
-                dropped_spans = stats.spans_dropped.get(DropReason::QueueFull),
+                dropped_spans = self.stats().spans_dropped.get(DropReason::QueueFull),
                 capacity = self.capacity,
                 "headlight export queue full; dropping spans"
             );

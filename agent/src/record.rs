@@ -4,8 +4,11 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
+
+use crate::ids;
 
 /// OTLP span kinds (the protobuf enum values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,7 +122,7 @@ pub(crate) enum Status {
 /// An event inside a span.
 #[derive(Debug, Clone)]
 pub(crate) struct EventRecord {
-    pub(crate) time_ns: u64,
+    pub(crate) time: SystemTime,
     pub(crate) name: Cow<'static, str>,
     pub(crate) attributes: smallvec::SmallVec<[Attribute; 2]>,
 }
@@ -141,8 +144,8 @@ pub(crate) struct SpanRecord {
     pub(crate) trace_state: Option<std::sync::Arc<str>>,
     pub(crate) name: Cow<'static, str>,
     pub(crate) kind: Kind,
-    pub(crate) start_ns: u64,
-    pub(crate) end_ns: u64,
+    pub(crate) start: SystemTime,
+    pub(crate) end: SystemTime,
     pub(crate) status: Status,
     pub(crate) attributes: Attributes,
     pub(crate) dropped_attributes: u32,
@@ -151,7 +154,7 @@ pub(crate) struct SpanRecord {
 }
 
 impl SpanRecord {
-    pub(crate) fn new(name: &'static str, start_ns: u64) -> Self {
+    pub(crate) fn new(name: &'static str, start: SystemTime) -> Self {
         Self {
             trace_id: [0; 16],
             span_id: [0; 8],
@@ -160,8 +163,8 @@ impl SpanRecord {
             trace_state: None,
             name: Cow::Borrowed(name),
             kind: Kind::Internal,
-            start_ns,
-            end_ns: start_ns,
+            start,
+            end: start,
             status: Status::Unset,
             attributes: Attributes::new(),
             dropped_attributes: 0,
@@ -170,8 +173,50 @@ impl SpanRecord {
         }
     }
 
+    /// Makes a recycled record as new, keeping the capacity of its attribute and event lists.
+    pub(crate) fn reset(&mut self, name: &'static str, start: SystemTime) {
+        self.trace_id = [0; 16];
+        self.span_id = [0; 8];
+        self.parent_span_id = None;
+        self.remote_parent = false;
+        self.trace_state = None;
+        self.name = Cow::Borrowed(name);
+        self.kind = Kind::Internal;
+        self.start = start;
+        self.end = start;
+        self.status = Status::Unset;
+        self.attributes.clear();
+        self.dropped_attributes = 0;
+        self.events.clear();
+        self.dropped_events = 0;
+    }
+
+    /// Drops the record's values, keeping the capacity of its attribute and event lists.
+    pub(crate) fn release_values(&mut self) {
+        self.trace_state = None;
+        self.name = Cow::Borrowed("");
+        self.status = Status::Unset;
+        self.attributes.clear();
+        self.events.clear();
+    }
+
+    /// Whether the record's lists stayed small enough to be worth recycling.
+    pub(crate) fn is_small(&self) -> bool {
+        self.attributes.capacity() <= 16 && self.events.capacity() <= 8
+    }
+
+    /// The start in unix nanoseconds.
+    pub(crate) fn start_ns(&self) -> u64 {
+        ids::unix_ns(self.start)
+    }
+
+    /// The end in unix nanoseconds.
+    pub(crate) fn end_ns(&self) -> u64 {
+        ids::unix_ns(self.end)
+    }
+
     pub(crate) fn duration_ns(&self) -> u64 {
-        self.end_ns.saturating_sub(self.start_ns)
+        self.end_ns().saturating_sub(self.start_ns())
     }
 
     pub(crate) fn is_error(&self) -> bool {

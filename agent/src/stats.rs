@@ -147,8 +147,6 @@ impl std::fmt::Display for AgentStats {
 /// The live counters behind [`AgentStats`].
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    pub(crate) spans_recorded: AtomicU64,
-    pub(crate) transactions_recorded: AtomicU64,
     pub(crate) spans_sent: AtomicU64,
     pub(crate) transactions_sent: AtomicU64,
     pub(crate) spans_not_kept: AtomicU64,
@@ -164,13 +162,15 @@ impl Counters {
         self.transactions_dropped[reason as usize].fetch_add(transactions, Relaxed);
     }
 
-    pub(crate) fn snapshot(&self) -> AgentStats {
+    /// Returns the counters beside the queue's `recorded` counts (kept under the queue's lock,
+    /// which the push path takes anyway).
+    pub(crate) fn snapshot(&self, spans_recorded: u64, transactions_recorded: u64) -> AgentStats {
         let load = |a: &[AtomicU64; 4]| DropCounts {
             by_reason: [0, 1, 2, 3].map(|i| a[i].load(Relaxed)),
         };
         let mut stats = AgentStats {
-            spans_recorded: self.spans_recorded.load(Relaxed),
-            transactions_recorded: self.transactions_recorded.load(Relaxed),
+            spans_recorded,
+            transactions_recorded,
             spans_sent: self.spans_sent.load(Relaxed),
             transactions_sent: self.transactions_sent.load(Relaxed),
             spans_not_kept: self.spans_not_kept.load(Relaxed),
@@ -199,19 +199,17 @@ mod tests {
     #[test]
     fn display_lists_every_fate() {
         let counters = Counters::default();
-        counters.spans_recorded.store(10, Relaxed);
-        counters.transactions_recorded.store(4, Relaxed);
         counters.spans_sent.store(5, Relaxed);
         counters.transactions_sent.store(3, Relaxed);
         counters.spans_not_kept.store(2, Relaxed);
         counters.dropped(DropReason::QueueFull, 2, 1);
-        let mut twice = counters.snapshot();
-        twice += counters.snapshot();
+        let mut twice = counters.snapshot(10, 4);
+        twice += counters.snapshot(10, 4);
         assert_eq!(twice.spans_dropped.get(DropReason::QueueFull), 4);
         assert_eq!(twice.transactions_sent, 6);
         assert_eq!(twice.spans_pending, 2);
         assert_eq!(
-            counters.snapshot().to_string(),
+            counters.snapshot(10, 4).to_string(),
             "spans recorded 10, sent 5, not kept by the tail decision 2, dropped 2 (queue_full 2, \
              export_failed 0, rejected 0, shutdown 0), pending 1; transactions recorded 4, sent 3, \
              dropped 1"

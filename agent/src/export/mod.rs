@@ -88,6 +88,8 @@ pub(crate) fn spawn(
                     queue,
                     tail: TailDecider::new(tail),
                     batch: Vec::new(),
+                    spare: Vec::new(),
+                    converted: Vec::new(),
                     control: control_rx,
                     stashed: VecDeque::new(),
                     shutdown_deadline: None,
@@ -108,6 +110,11 @@ struct Exporter {
     tail: TailDecider,
     /// Converted spans waiting to be sent; `true` marks a transaction span.
     batch: Vec<(Span, bool)>,
+    /// The queue's previous buffer, emptied, handed back at the next take so the application
+    /// threads push into memory that is already there.
+    spare: Vec<Item>,
+    /// Records converted by `drain`, on their way back to the pool.
+    converted: Vec<crate::pool::BoxedRecord>,
     control: tokio::sync::mpsc::Receiver<Control>,
     /// Control messages that arrived during an export, handled right after it.
     stashed: VecDeque<Control>,
@@ -200,31 +207,46 @@ impl Exporter {
         }
     }
 
-    /// Moves queued items into the batch, making the tail decision for each transaction.
+    /// Moves queued items into the batch, making the tail decision for each transaction, and
+    /// hands the converted records back to the pool.
     fn drain(&mut self) {
-        for item in self.queue.take() {
+        let mut items = self.queue.take(std::mem::take(&mut self.spare));
+        let mut converted = std::mem::take(&mut self.converted);
+        for item in items.drain(..) {
             match item {
-                Item::Loose(span) => self.batch.push((otlp::span(span, None), false)),
-                Item::Transaction { span, children } => match self.tail.decide(&span, &children) {
-                    Decision::Keep => {
-                        self.batch
-                            .extend(children.into_iter().map(|c| (otlp::span(c, None), false)));
-                        self.batch.push((otlp::span(span, None), true));
+                Item::Loose(mut span) => {
+                    self.batch.push((otlp::span(&mut span, None), false));
+                    converted.push(span);
+                }
+                Item::Transaction { mut span, children } => {
+                    match self.tail.decide(&span, &children) {
+                        Decision::Keep => {
+                            for mut child in children {
+                                self.batch.push((otlp::span(&mut child, None), false));
+                                converted.push(child);
+                            }
+                            self.batch.push((otlp::span(&mut span, None), true));
+                        }
+                        Decision::Summarize {
+                            transaction_self_ns,
+                            unsent,
+                        } => {
+                            self.queue
+                                .counters
+                                .spans_not_kept
+                                .fetch_add(children.len() as u64, Relaxed);
+                            let summary = Some((transaction_self_ns, unsent));
+                            self.batch.push((otlp::span(&mut span, summary), true));
+                            converted.extend(children);
+                        }
                     }
-                    Decision::Summarize {
-                        transaction_self_ns,
-                        unsent,
-                    } => {
-                        self.queue
-                            .counters
-                            .spans_not_kept
-                            .fetch_add(children.len() as u64, Relaxed);
-                        let summary = Some((transaction_self_ns, unsent));
-                        self.batch.push((otlp::span(span, summary), true));
-                    }
-                },
+                    converted.push(span);
+                }
             }
         }
+        self.spare = items;
+        self.queue.pool.give_back(&mut converted);
+        self.converted = converted;
     }
 
     /// Sends the batch in requests of at most `max_batch_spans`.
@@ -245,7 +267,7 @@ impl Exporter {
         let count = spans.len() as u64;
         // Encoded once: a retry re-sends the same bytes (a cheap `Bytes` clone).
         let body = bytes::Bytes::from(
-            otlp::request(&self.resource, &counters.snapshot(), spans).encode_to_vec(),
+            otlp::request(&self.resource, &self.queue.stats(), spans).encode_to_vec(),
         );
         let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;

@@ -8,6 +8,7 @@ use headlight_proto::otlp::resource::Resource;
 use headlight_proto::otlp::trace::{ResourceSpans, ScopeSpans, Span, Status as OtlpStatus, span};
 
 use crate::export::tail::Unsent;
+use crate::ids;
 use crate::record::{Attribute, SpanRecord, Status, Value};
 use crate::stats::{AgentStats, DropReason};
 
@@ -62,25 +63,12 @@ fn attribute(attribute: Attribute) -> KeyValue {
     }
 }
 
-/// Converts one span; `summary` is set when its children were not sent.
-pub(crate) fn span(record: SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> Span {
-    let SpanRecord {
-        trace_id,
-        span_id,
-        parent_span_id,
-        remote_parent,
-        trace_state,
-        name,
-        kind,
-        start_ns,
-        end_ns,
-        status,
-        attributes,
-        dropped_attributes,
-        events,
-        dropped_events,
-    } = record;
-    let mut attributes: Vec<KeyValue> = attributes.into_iter().map(attribute).collect();
+/// Converts one span; `summary` is set when its children were not sent. The record's values
+/// are moved out, its lists emptied with their capacity kept: it is ready to be recycled.
+pub(crate) fn span(record: &mut SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> Span {
+    let mut attributes: Vec<KeyValue> =
+        Vec::with_capacity(record.attributes.len() + if summary.is_some() { 2 } else { 0 });
+    attributes.extend(record.attributes.drain(..).map(attribute));
     if let Some((self_ns, unsent)) = summary {
         attributes.push(int(SELF_NS, self_ns));
         let values = unsent
@@ -105,7 +93,7 @@ pub(crate) fn span(record: SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> S
             }),
         });
     }
-    let status = match status {
+    let status = match std::mem::take(&mut record.status) {
         Status::Unset => None,
         Status::Ok => Some(OtlpStatus {
             message: String::new(),
@@ -117,34 +105,42 @@ pub(crate) fn span(record: SpanRecord, summary: Option<(u64, Vec<Unsent>)>) -> S
         }),
     };
     let mut flags = FLAG_SAMPLED;
-    if parent_span_id.is_some() {
+    if record.parent_span_id.is_some() {
         flags |= FLAG_HAS_IS_REMOTE;
-        if remote_parent {
+        if record.remote_parent {
             flags |= FLAG_IS_REMOTE;
         }
     }
     Span {
-        trace_id: trace_id.to_vec(),
-        span_id: span_id.to_vec(),
-        trace_state: trace_state.map(|s| s.to_string()).unwrap_or_default(),
-        parent_span_id: parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+        trace_id: record.trace_id.to_vec(),
+        span_id: record.span_id.to_vec(),
+        trace_state: record
+            .trace_state
+            .take()
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        parent_span_id: record
+            .parent_span_id
+            .map(|p| p.to_vec())
+            .unwrap_or_default(),
         flags,
-        name: name.into_owned(),
-        kind: kind as i32,
-        start_time_unix_nano: start_ns,
-        end_time_unix_nano: end_ns,
+        name: std::mem::take(&mut record.name).into_owned(),
+        kind: record.kind as i32,
+        start_time_unix_nano: record.start_ns(),
+        end_time_unix_nano: record.end_ns(),
         attributes,
-        dropped_attributes_count: dropped_attributes,
-        events: events
-            .into_iter()
+        dropped_attributes_count: record.dropped_attributes,
+        events: record
+            .events
+            .drain(..)
             .map(|e| span::Event {
-                time_unix_nano: e.time_ns,
+                time_unix_nano: ids::unix_ns(e.time),
                 name: e.name.into_owned(),
                 attributes: e.attributes.into_iter().map(attribute).collect(),
                 dropped_attributes_count: 0,
             })
             .collect(),
-        dropped_events_count: dropped_events,
+        dropped_events_count: record.dropped_events,
         links: Vec::new(),
         dropped_links_count: 0,
         status,

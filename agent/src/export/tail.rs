@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use crate::config::TailConfig;
 use crate::ids;
+use crate::pool::BoxedRecord;
 use crate::record::{Kind, SpanRecord};
 
 /// Names tracked separately; beyond, they share one estimator.
@@ -133,7 +134,11 @@ impl TailDecider {
     }
 
     /// Decides for one transaction and learns its duration.
-    pub(crate) fn decide(&mut self, transaction: &SpanRecord, children: &[SpanRecord]) -> Decision {
+    pub(crate) fn decide(
+        &mut self,
+        transaction: &SpanRecord,
+        children: &[BoxedRecord],
+    ) -> Decision {
         let name = transaction.transaction_name();
         let state = if let Some(state) = self.names.get_mut(name.as_ref()) {
             state
@@ -149,14 +154,14 @@ impl TailDecider {
             && state.p95.seen >= u64::from(self.config.slow_min_samples)
             && duration_us > state.p95.cached_p95_us;
         state.p95.record(duration_us);
-        let window = transaction.end_ns / WINDOW_NS;
+        let window = transaction.end_ns() / WINDOW_NS;
         if state.window != window {
             state.window = window;
             state.kept_in_window = 0;
         }
         let first_in_window = state.kept_in_window < self.config.keep_per_window;
         let error = self.config.keep_errors
-            && (transaction.is_error() || children.iter().any(SpanRecord::is_error));
+            && (transaction.is_error() || children.iter().any(|c| c.is_error()));
         let sampled = self.config.sample_ratio > 0.0
             && ((ids::next_u64() >> 11) as f64) < self.config.sample_ratio * (1u64 << 53) as f64;
         if children.is_empty() || error || slow || first_in_window || sampled {
@@ -170,19 +175,19 @@ impl TailDecider {
 }
 
 /// Sums the children per operation, with self times computed from the subtree.
-fn summarize(transaction: &SpanRecord, children: &[SpanRecord]) -> Decision {
+fn summarize(transaction: &SpanRecord, children: &[BoxedRecord]) -> Decision {
     let mut by_parent: HashMap<[u8; 8], Vec<(u64, u64)>> = HashMap::new();
     for child in children {
         if let Some(parent) = child.parent_span_id {
             by_parent
                 .entry(parent)
                 .or_default()
-                .push((child.start_ns, child.end_ns));
+                .push((child.start_ns(), child.end_ns()));
         }
     }
     let mut self_of = |span: &SpanRecord| {
         let intervals = by_parent.remove(&span.span_id).unwrap_or_default();
-        self_time_ns(span.start_ns, span.end_ns, intervals)
+        self_time_ns(span.start_ns(), span.end_ns(), intervals)
     };
     let transaction_self_ns = self_of(transaction);
     let mut unsent: Vec<Unsent> = Vec::new();
@@ -243,9 +248,10 @@ mod tests {
     use super::*;
     use crate::record::Status;
 
-    fn span(name: &'static str, id: u8, parent: Option<u8>, start: u64, end: u64) -> SpanRecord {
-        let mut s = SpanRecord::new(name, start);
-        s.end_ns = end;
+    fn span(name: &'static str, id: u8, parent: Option<u8>, start: u64, end: u64) -> BoxedRecord {
+        let at = |ns| std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+        let mut s = Box::new(SpanRecord::new(name, at(start)));
+        s.end = at(end);
         s.span_id = [id; 8];
         s.parent_span_id = parent.map(|p| [p; 8]);
         s
