@@ -29,5 +29,6 @@ pub mod ingest;
 pub mod model;
 pub mod pipeline;
 pub mod query;
+pub mod render;
 pub mod server;
 pub mod store;
