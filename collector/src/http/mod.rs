@@ -3,14 +3,14 @@
 //! [`app`] builds the router from the shared state, so tests drive it with `.oneshot()` or a
 //! real listener alike.
 
-mod charts;
 mod deploys;
 pub mod params;
+mod ui;
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -35,7 +35,8 @@ pub(crate) type RawQuery = Query<Vec<(String, String)>>;
 /// Returns the API router.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(ui::index))
+        .route("/assets/{*path}", get(ui::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/v1/services", get(services))
@@ -45,18 +46,6 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/breakdown", get(breakdown))
         .route("/api/v1/heatmap", get(heatmap))
-        .route("/api/v1/heatmap.svg", get(charts::heatmap_svg))
-        .route("/api/v1/heatmap.png", get(charts::heatmap_png))
-        .route("/api/v1/latency.svg", get(charts::latency_svg))
-        .route("/api/v1/latency.png", get(charts::latency_png))
-        .route(
-            "/api/v1/deploys/{id}/comparison.svg",
-            get(charts::comparison_svg),
-        )
-        .route(
-            "/api/v1/deploys/{id}/comparison.png",
-            get(charts::comparison_png),
-        )
         .route("/api/v1/deploys", get(deploys::list).post(deploys::record))
         .route("/api/v1/deploys/{id}", get(deploys::one))
         .route("/api/v1/deploys/{id}/comparison", get(deploys::comparison))
@@ -76,14 +65,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub(crate) fn now_ms() -> i64 {
     now_ns() / 1_000_000
-}
-
-async fn index() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        headlight_dashboards::INDEX_HTML,
-    )
-        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -130,7 +111,7 @@ async fn services(
     Ok(Json(body).into_response())
 }
 
-pub(crate) const FILTER: [&str; 6] = ["service", "transaction", "env", "version", "from", "to"];
+const FILTER: [&str; 6] = ["service", "transaction", "env", "version", "from", "to"];
 
 async fn latency(
     State(state): State<AppState>,

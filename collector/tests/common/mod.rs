@@ -89,3 +89,4 @@ pub fn within_one_percent(what: &str, got: &Value, exact_us: u64) {
 }
 pub mod otlp;
 pub mod sdk;
+pub mod traffic;
