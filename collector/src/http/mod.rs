@@ -3,6 +3,7 @@
 //! [`app`] builds the router from the shared state, so tests drive it with `.oneshot()` or a
 //! real listener alike.
 
+mod charts;
 mod deploys;
 pub mod params;
 mod ui;
@@ -46,6 +47,18 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/breakdown", get(breakdown))
         .route("/api/v1/heatmap", get(heatmap))
+        .route("/api/v1/heatmap.svg", get(charts::heatmap_svg))
+        .route("/api/v1/heatmap.png", get(charts::heatmap_png))
+        .route("/api/v1/latency.svg", get(charts::latency_svg))
+        .route("/api/v1/latency.png", get(charts::latency_png))
+        .route(
+            "/api/v1/deploys/{id}/comparison.svg",
+            get(charts::comparison_svg),
+        )
+        .route(
+            "/api/v1/deploys/{id}/comparison.png",
+            get(charts::comparison_png),
+        )
         .route("/api/v1/deploys", get(deploys::list).post(deploys::record))
         .route("/api/v1/deploys/{id}", get(deploys::one))
         .route("/api/v1/deploys/{id}/comparison", get(deploys::comparison))
@@ -111,7 +124,7 @@ async fn services(
     Ok(Json(body).into_response())
 }
 
-const FILTER: [&str; 6] = ["service", "transaction", "env", "version", "from", "to"];
+pub(crate) const FILTER: [&str; 6] = ["service", "transaction", "env", "version", "from", "to"];
 
 async fn latency(
     State(state): State<AppState>,
