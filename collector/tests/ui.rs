@@ -582,6 +582,12 @@ async fn scenario(b: &Browser, server: &Server) -> Result<()> {
     )
     .await?;
     check_regression_report(b).await?;
+    b.wait(
+        "the histogram overlay (comparison.svg)",
+        "const i = document.querySelector('#report img.overlay'); \
+         return i && i.complete && i.naturalWidth > 0",
+    )
+    .await?;
     let title = b.text("h1").await?;
     ensure!(title.contains("Deploy of shop 2.0"), "{title}");
     b.shot("08-deploy-report").await?;

@@ -26,6 +26,7 @@ function append(el, children) {
 /** A duration in ms as "850 µs", "12.3 ms", "1.24 s". */
 export function fmtMs(ms) {
   if (ms === null || ms === undefined || Number.isNaN(ms)) return '–';
+  if (ms === 0) return '0';
   if (ms < 1) return `${Math.round(ms * 1000)} µs`;
   if (ms < 10) return `${ms.toFixed(2)} ms`;
   if (ms < 100) return `${ms.toFixed(1)} ms`;

@@ -82,7 +82,10 @@ export function renderReport(el, report, options = {}) {
   el.append(table);
   if (options.overlay) {
     const img = h('img', { class: 'chart overlay', src: options.overlay, alt: 'before/after latency histograms', width: 900, height: 420 });
-    const holder = h('div', { class: 'overlay-holder' }, h('h2', { style: 'margin-top:1rem' }, 'Latency distribution before and after'), img);
+    const pick = h('select', { 'aria-label': 'transaction of the overlay', class: 'overlay-pick' },
+      report.transactions.map((t) => h('option', { value: t.transaction }, t.transaction)));
+    pick.addEventListener('change', () => { img.src = `${options.overlay}?transaction=${encodeURIComponent(pick.value)}`; });
+    const holder = h('div', { class: 'overlay-holder' }, h('h2', { style: 'margin-top:1rem' }, 'Latency distribution before and after ', pick), img);
     img.addEventListener('error', () => holder.replaceChildren(h('p', { class: 'muted' }, 'The histogram overlay is not available from this collector.')));
     el.append(holder);
   }

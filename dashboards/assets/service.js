@@ -1,6 +1,6 @@
 // A service or transaction page: the live hitmap with drag-to-select drill-down, the trace
 // waterfall, trend charts, the operation breakdown, deploys and comparisons.
-import { getJson, pool, loading, failed, empty } from './api.js';
+import { getJson, pool, loading, failed, empty, url } from './api.js';
 import { h, fmtMs, fmtPct, fmtDateTime, fmtTime, fmtInt, toLocalInput, fmtTick, timeStep, links } from './format.js';
 import { Hitmap, legend, xStep } from './hitmap.js';
 import { trendCharts } from './trend.js';
@@ -78,12 +78,17 @@ function setupHitmap(card, selectionCard, traceCard, ctx, filter, deploys, view)
     pause.textContent = live ? 'pause' : 'resume';
     if (live) refresh();
   });
+  const exports = h('span', { class: 'legend exports' });
+  card.append(exports);
   const refresh = async () => {
     const range = ctx.range();
+    const params = { ...filter, from: range.from, to: range.to, x_step_s: xStep(ctx.rangeS), y_buckets: 40, y_scale: 'log' };
+    exports.replaceChildren('server-rendered: ',
+      h('a', { href: url('/api/v1/heatmap.png', { ...params, width: 1400, height: 500 }), target: '_blank' }, 'hitmap PNG'), ' · ',
+      h('a', { href: url('/api/v1/heatmap.svg', { ...params, width: 1400, height: 500 }), target: '_blank' }, 'SVG'), ' · ',
+      h('a', { href: url('/api/v1/latency.svg', { ...filter, from: range.from, to: range.to, width: 1200, height: 700 }), target: '_blank' }, 'trends SVG'));
     try {
-      const data = await getJson('/api/v1/heatmap', {
-        ...filter, from: range.from, to: range.to, x_step_s: xStep(ctx.rangeS), y_buckets: 40, y_scale: 'log',
-      });
+      const data = await getJson('/api/v1/heatmap', params);
       if (view !== ctx.current) return;
       refreshes += 1;
       card.dataset.refreshes = String(refreshes);
