@@ -19,6 +19,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod alert;
 pub mod cli;
 pub mod compare;
 pub mod config;

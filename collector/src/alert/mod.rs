@@ -1,0 +1,5 @@
+//! Regression alerts: rules evaluated over the stored data and comparisons, a persisted
+//! outbox, and the channels that deliver notifications.
+
+pub mod channels;
+pub mod model;
