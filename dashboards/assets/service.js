@@ -81,6 +81,7 @@ function setupHitmap(card, selectionCard, traceCard, ctx, filter, deploys, view)
   const exports = h('span', { class: 'legend exports' });
   card.append(exports);
   const refresh = async () => {
+    card.dataset.refreshStartedAt = String(Date.now());
     const range = ctx.range();
     const params = { ...filter, from: range.from, to: range.to, x_step_s: xStep(ctx.rangeS), y_buckets: 40, y_scale: 'log' };
     exports.replaceChildren('server-rendered: ',
