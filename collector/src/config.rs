@@ -56,6 +56,8 @@ pub struct Config {
     pub query: QueryConfig,
     /// Deploy comparisons: windows and thresholds.
     pub compare: CompareConfig,
+    /// Alert rules and notification channels.
+    pub alerts: crate::alert::rules::AlertsConfig,
 }
 
 impl Default for Config {
@@ -68,6 +70,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             query: QueryConfig::default(),
             compare: CompareConfig::default(),
+            alerts: crate::alert::rules::AlertsConfig::default(),
         }
     }
 }
@@ -389,6 +392,12 @@ impl Config {
         if let Err(reason) = c.thresholds.validate() {
             return Err(ConfigError::Invalid {
                 key: "compare.thresholds",
+                reason,
+            });
+        }
+        if let Err(reason) = self.alerts.rules() {
+            return Err(ConfigError::Invalid {
+                key: "alerts",
                 reason,
             });
         }

@@ -8,6 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alert::channels::{self, Channel};
+use crate::alert::rules::Rule;
 use crate::config::Config;
 use crate::http::{AppState, app};
 use crate::ingest;
@@ -18,6 +20,8 @@ use crate::store::{SqliteStore, Store, StoreError};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// How often deploys whose after-window completed get their comparison computed and stored.
 const SETTLE_EVERY: Duration = Duration::from_secs(5);
+/// How often the outbox is looked at for due deliveries.
+const DELIVER_EVERY: Duration = Duration::from_secs(1);
 /// How often the retention pass runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
@@ -37,6 +41,9 @@ pub enum StartError {
     /// The store could not be opened.
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    /// An alert channel could not be set up (a missing secret variable, a bad URL…).
+    #[error("invalid alert channel: {0}")]
+    Channel(String),
 }
 
 /// A running collector. Dropping it without [`Server::shutdown`] stops the listeners but skips
@@ -75,11 +82,30 @@ impl Server {
         Self::start_with_store(config, Arc::new(store)).await
     }
 
-    /// Starts the collector over a given store.
+    /// Starts the collector over a given store; alert channels read their secrets from the
+    /// process environment.
     pub async fn start_with_store(
         config: Config,
         store: Arc<dyn Store>,
     ) -> Result<Self, StartError> {
+        Self::start_with_env(config, store, &|key| std::env::var(key).ok()).await
+    }
+
+    /// Starts the collector over a given store, reading the alert channels' secrets through
+    /// `env` (tests pass a map; the binary the process environment).
+    pub async fn start_with_env(
+        config: Config,
+        store: Arc<dyn Store>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
+    ) -> Result<Self, StartError> {
+        let channels: Vec<Box<dyn Channel>> = config
+            .alerts
+            .channels
+            .iter()
+            .map(|c| channels::build(c, env))
+            .collect::<Result<_, _>>()
+            .map_err(StartError::Channel)?;
+        let rules = config.alerts.rules().map_err(StartError::Channel)?;
         let config = Arc::new(config);
         let pipeline = {
             let config = Arc::clone(&config);
@@ -146,6 +172,18 @@ impl Server {
         )));
         tasks.push(tokio::spawn(comparison_loop(
             Arc::clone(&pipeline),
+            stop_rx.clone(),
+        )));
+        if !rules.is_empty() {
+            tasks.push(tokio::spawn(alert_loop(
+                Arc::clone(&pipeline),
+                rules,
+                stop_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(delivery_loop(
+            Arc::clone(&pipeline),
+            channels,
             stop_rx.clone(),
         )));
         tasks.push(tokio::spawn(retention_loop(Arc::clone(&pipeline), stop_rx)));
@@ -232,6 +270,66 @@ async fn comparison_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
             Ok(Ok(n)) => tracing::info!(comparisons = n, "deploy comparisons stored"),
             Ok(Err(e)) => tracing::warn!(error = %e, "deploy comparisons failed; retrying"),
             Err(e) => tracing::error!(error = %e, "comparison task failed"),
+        }
+    }
+}
+
+async fn alert_loop(pipeline: Arc<Pipeline>, rules: Vec<Rule>, stop: watch::Receiver<bool>) {
+    let every = Duration::from_secs(u64::from(pipeline.config().alerts.evaluate_every_s));
+    let rules = Arc::new(rules);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let (p, r) = (Arc::clone(&pipeline), Arc::clone(&rules));
+        let run = move || {
+            crate::alert::evaluate::evaluate(
+                p.store().as_ref(),
+                p.config(),
+                &r,
+                crate::pipeline::now_ns() / 1_000_000,
+            )
+        };
+        match tokio::task::spawn_blocking(run).await {
+            Ok(Ok(e)) if e.fired.is_empty() && e.resolved.is_empty() && e.renotified.is_empty() => {
+            }
+            Ok(Ok(e)) => {
+                tracing::info!(fired = ?e.fired, resolved = ?e.resolved, renotified = ?e.renotified, "alerts")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "alert evaluation failed; retrying"),
+            Err(e) => tracing::error!(error = %e, "alert evaluation task failed"),
+        }
+    }
+}
+
+async fn delivery_loop(
+    pipeline: Arc<Pipeline>,
+    channels: Vec<Box<dyn Channel>>,
+    stop: watch::Receiver<bool>,
+) {
+    let give_up_ms = i64::from(pipeline.config().alerts.give_up_after_s) * 1000;
+    let mut ticker = tokio::time::interval(DELIVER_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = stopped(stop.clone()) => return,
+        }
+        let now = || crate::pipeline::now_ns() / 1_000_000;
+        match crate::alert::outbox::deliver_due(
+            pipeline.store().as_ref(),
+            &channels,
+            now,
+            give_up_ms,
+        )
+        .await
+        {
+            Ok(pass) if pass == crate::alert::outbox::Pass::default() => {}
+            Ok(pass) => tracing::info!(?pass, "alert deliveries"),
+            Err(e) => tracing::warn!(error = %e, "the outbox cannot be read; retrying"),
         }
     }
 }

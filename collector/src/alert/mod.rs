@@ -2,4 +2,9 @@
 //! outbox, and the channels that deliver notifications.
 
 pub mod channels;
+pub mod dora;
+pub mod evaluate;
 pub mod model;
+pub mod outbox;
+pub mod rules;
+pub mod store;

@@ -3,6 +3,7 @@
 //! [`app`] builds the router from the shared state, so tests drive it with `.oneshot()` or a
 //! real listener alike.
 
+mod alerts;
 mod charts;
 mod deploys;
 pub mod params;
@@ -63,6 +64,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/deploys/{id}", get(deploys::one))
         .route("/api/v1/deploys/{id}/comparison", get(deploys::comparison))
         .route("/api/v1/compare", get(deploys::compare))
+        .route("/api/v1/alerts", get(alerts::alerts))
+        .route("/api/v1/dora", get(alerts::dora_metrics))
         .fallback(not_found)
         .with_state(state)
 }

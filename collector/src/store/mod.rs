@@ -7,11 +7,13 @@
 //! as rows and return several rows per window from the read methods; callers merge them.
 
 mod sqlite;
+mod sqlite_alerts;
 mod sqlite_deploys;
 
 pub use sqlite::SqliteStore;
 
 use crate::aggregate::histogram::LatencyStats;
+use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
@@ -181,6 +183,8 @@ pub struct RetentionReport {
     pub spans: u64,
     /// Deploys (with their comparisons) deleted.
     pub deploys: u64,
+    /// Resolved alerts (with their deliveries) deleted.
+    pub alerts: u64,
 }
 
 /// Cut-offs for a retention pass, unix ms: rows older than these are deleted.
@@ -258,6 +262,25 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Returns a deploy's stored comparison report (JSON).
     fn comparison(&self, deploy_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Returns one alert.
+    fn alert(&self, key: &str) -> Result<Option<AlertRecord>, StoreError>;
+
+    /// Lists alerts, newest first.
+    fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRecord>, StoreError>;
+
+    /// Writes an alert's new state and queues its notifications, in one transaction (an entry
+    /// already queued with the same delivery id and channel is kept as it is).
+    fn save_alert(&self, record: &AlertRecord, queue: &[OutboxEntry]) -> Result<(), StoreError>;
+
+    /// Returns pending deliveries due at `now_ms`, oldest first.
+    fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Writes a delivery's new state (attempts, next attempt, delivered, error).
+    fn update_delivery(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+
+    /// Returns every delivery of an alert, oldest first.
+    fn deliveries(&self, alert_key: &str) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Checks the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;

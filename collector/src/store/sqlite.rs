@@ -14,12 +14,13 @@ use super::{
     Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
 };
 use crate::aggregate::histogram::{self, LatencyStats};
+use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
-/// Version 2 added `deploys` and `comparisons`; a version-1 file is upgraded in place (the
-/// tables are created, nothing else changes).
-const SCHEMA_VERSION: i64 = 2;
+/// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`; older files
+/// are upgraded in place (the tables are created, nothing else changes).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -97,6 +98,27 @@ CREATE TABLE IF NOT EXISTS comparisons (
     deploy_id TEXT PRIMARY KEY,
     report TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    key TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    state TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    resolved_ms INTEGER,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alerts_by_start ON alerts (started_ms);
+CREATE TABLE IF NOT EXISTS outbox (
+    delivery_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    alert_key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    next_attempt_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    PRIMARY KEY (delivery_id, channel)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
+CREATE INDEX IF NOT EXISTS outbox_by_alert ON outbox (alert_key, created_ms);
 ";
 
 /// Most bound parameters in one statement (SQLite allows 32766).
@@ -154,7 +176,7 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1)) => {
+            Some(Ok(1 | 2)) => {
                 writer
                     .execute(
                         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -696,12 +718,14 @@ impl Store for SqliteStore {
             .execute("DELETE FROM spans WHERE end_ns < ?1", [raw_ns])
             .map_err(backend)?;
         let deploys = super::sqlite_deploys::enforce_retention(&conn, cutoffs.deploys_before_ms())?;
+        let alerts = super::sqlite_alerts::enforce_retention(&conn, cutoffs.deploys_before_ms())?;
         Ok(RetentionReport {
             histograms: histograms as u64,
             breakdown: breakdown as u64,
             transactions: transactions as u64,
             spans: spans as u64,
             deploys,
+            alerts,
         })
     }
 
@@ -729,6 +753,32 @@ impl Store for SqliteStore {
 
     fn comparison(&self, deploy_id: &str) -> Result<Option<String>, StoreError> {
         self.with_reader(|conn| super::sqlite_deploys::comparison(conn, deploy_id))
+    }
+
+    fn alert(&self, key: &str) -> Result<Option<AlertRecord>, StoreError> {
+        self.with_reader(|conn| super::sqlite_alerts::alert(conn, key))
+    }
+
+    fn alerts(&self, query: &AlertQuery) -> Result<Vec<AlertRecord>, StoreError> {
+        self.with_reader(|conn| super::sqlite_alerts::alerts(conn, query))
+    }
+
+    fn save_alert(&self, record: &AlertRecord, queue: &[OutboxEntry]) -> Result<(), StoreError> {
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        super::sqlite_alerts::save(&mut conn, record, queue)
+    }
+
+    fn due_deliveries(&self, now_ms: i64, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with_reader(|conn| super::sqlite_alerts::due(conn, now_ms, limit))
+    }
+
+    fn update_delivery(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
+        let conn = self.writer.lock().map_err(poisoned)?;
+        super::sqlite_alerts::update_delivery(&conn, entry)
+    }
+
+    fn deliveries(&self, alert_key: &str) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.with_reader(|conn| super::sqlite_alerts::deliveries(conn, alert_key))
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -822,6 +872,7 @@ mod tests {
                 transactions: 1,
                 spans: 1,
                 deploys: 0,
+                alerts: 0,
             }
         );
         let raw = store.histograms(&[s], 10, 0, i64::MAX).unwrap();
