@@ -82,7 +82,9 @@ pub fn postable_alerts(
     }
     for (name, value) in &alert.labels {
         if !value.is_empty() {
-            labels.entry(label_name(name)).or_insert_with(|| value.clone());
+            labels
+                .entry(label_name(name))
+                .or_insert_with(|| value.clone());
         }
     }
 
@@ -103,9 +105,8 @@ pub fn postable_alerts(
     let ends_ms = match notification.event {
         // Alertmanager refuses an end before the start.
         Event::Resolved => Some(alert.resolved_ms.unwrap_or(now_ms).max(alert.started_ms)),
-        Event::Firing | Event::Renotify => {
-            ends_after.map(|d| now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
-        }
+        Event::Firing | Event::Renotify => ends_after
+            .map(|d| now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
     };
     if let Some(ends_ms) = ends_ms {
         body["endsAt"] = Value::String(rfc3339(ends_ms)?);
@@ -120,7 +121,13 @@ pub fn postable_alerts(
 fn label_name(name: &str) -> String {
     let mut out: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
         out.insert(0, '_');
@@ -156,6 +163,9 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_utc() {
-        assert_eq!(rfc3339(1_700_000_000_123).unwrap(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339(1_700_000_000_123).unwrap(),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -106,7 +106,9 @@ impl Channel for Command {
                 Ok(Ok(status)) => status,
                 Ok(Err(e)) => {
                     stderr_task.abort();
-                    return Err(DeliveryError::Retryable(format!("waiting for the program: {e}")));
+                    return Err(DeliveryError::Retryable(format!(
+                        "waiting for the program: {e}"
+                    )));
                 }
                 Err(_) => {
                     // Kill the program; processes it started itself are not ours to kill and

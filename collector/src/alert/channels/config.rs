@@ -150,7 +150,9 @@ mod tests {
             "kind = \"jira\"\nname = \"j\"\nurl = \"http://jira\"\nproject = \"OPS\"\ntoken_env = \"T\"",
         )
         .unwrap();
-        let ChannelConfig::Jira(jira) = jira else { panic!("{jira:?}") };
+        let ChannelConfig::Jira(jira) = jira else {
+            panic!("{jira:?}")
+        };
         assert_eq!(jira.issue_type, "Bug");
         assert_eq!(jira.user_env, None);
 
@@ -169,9 +171,10 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_kinds_are_refused() {
-        let err = toml::from_str::<ChannelConfig>("kind = \"slack\"\nname = \"s\"\nurl = \"http://x\"")
-            .unwrap_err()
-            .to_string();
+        let err =
+            toml::from_str::<ChannelConfig>("kind = \"slack\"\nname = \"s\"\nurl = \"http://x\"")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("unknown field `url`"), "{err}");
         let err = toml::from_str::<ChannelConfig>("kind = \"pager\"\nname = \"p\"")
             .unwrap_err()

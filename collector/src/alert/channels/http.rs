@@ -40,11 +40,20 @@ pub(crate) fn parse_url(channel: &str, key: &str, url: &str) -> Result<Url, Stri
 
 /// Parses a channel URL that is itself a secret (the Slack webhook URL): the error names the
 /// variable, never the value.
-pub(crate) fn parse_secret_url(channel: &str, key: &str, var: &str, url: &Secret) -> Result<Url, String> {
+pub(crate) fn parse_secret_url(
+    channel: &str,
+    key: &str,
+    var: &str,
+    url: &Secret,
+) -> Result<Url, String> {
     let parsed = Url::parse(url.expose()).map_err(|e| {
         format!("channel {channel:?}: environment variable {var} ({key}) is not a URL: {e}")
     })?;
-    check_scheme(channel, &format!("environment variable {var} ({key})"), &parsed)?;
+    check_scheme(
+        channel,
+        &format!("environment variable {var} ({key})"),
+        &parsed,
+    )?;
     Ok(parsed)
 }
 
@@ -176,7 +185,9 @@ async fn read_capped(response: &mut reqwest::Response, limit: usize) -> String {
     let mut body = Vec::new();
     while body.len() < limit {
         match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]),
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(limit - body.len())]);
+            }
             Ok(None) | Err(_) => break,
         }
     }
@@ -193,17 +204,36 @@ mod tests {
     #[test]
     fn join_keeps_the_base_path() {
         let base = Url::parse("http://am:9093/prefix/").unwrap();
-        assert_eq!(join(&base, "api/v2/alerts").as_str(), "http://am:9093/prefix/api/v2/alerts");
+        assert_eq!(
+            join(&base, "api/v2/alerts").as_str(),
+            "http://am:9093/prefix/api/v2/alerts"
+        );
         let base = Url::parse("http://am:9093").unwrap();
-        assert_eq!(join(&base, "api/v2/alerts").as_str(), "http://am:9093/api/v2/alerts");
+        assert_eq!(
+            join(&base, "api/v2/alerts").as_str(),
+            "http://am:9093/api/v2/alerts"
+        );
     }
 
     #[test]
     fn statuses_are_classified() {
-        for (code, retryable) in [(408, true), (429, true), (500, true), (503, true), (400, false), (401, false), (404, false), (302, false)] {
+        for (code, retryable) in [
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+            (400, false),
+            (401, false),
+            (404, false),
+            (302, false),
+        ] {
             let status = StatusCode::from_u16(code).unwrap();
             let got = classify_status(status, String::new());
-            assert_eq!(matches!(got, DeliveryError::Retryable(_)), retryable, "{code}");
+            assert_eq!(
+                matches!(got, DeliveryError::Retryable(_)),
+                retryable,
+                "{code}"
+            );
         }
     }
 

@@ -1,11 +1,12 @@
 //! Jira-compatible issue creation: `POST {url}/rest/api/2/issue` when an alert starts firing.
 
 use reqwest::Url;
+use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::secret::Secret;
-use super::{Channel, Delivery, http};
+use super::{Channel, Delivery, DeliveryError, http};
 use crate::alert::model::{Event, Notification};
 
 /// Jira caps an issue summary at 255 characters.
@@ -13,13 +14,53 @@ const SUMMARY_LIMIT: usize = 255;
 /// How many characters of the alert key the label keeps before its hash.
 const LABEL_KEY_CHARS: usize = 80;
 
-/// How the channel authenticates.
+/// How the channel authenticates: the whole `Authorization` header value, and the forms of
+/// the credentials that are scrubbed from error messages.
 #[derive(Debug)]
-pub(crate) enum Auth {
+pub(crate) struct Auth {
+    header: Secret,
+    scrub: Vec<Secret>,
+}
+
+impl Auth {
     /// `Authorization: Basic base64(user:token)` (Jira Cloud: e-mail and API token).
-    Basic { user: Secret, token: Secret },
+    pub(crate) fn basic(user: &Secret, token: Secret) -> Self {
+        let encoded = Secret::new(base64(
+            format!("{}:{}", user.expose(), token.expose()).as_bytes(),
+        ));
+        Self {
+            header: Secret::new(format!("Basic {}", encoded.expose())),
+            scrub: vec![encoded, token],
+        }
+    }
+
     /// `Authorization: Bearer <token>` (Jira Data Center personal access tokens).
-    Bearer(Secret),
+    pub(crate) fn bearer(token: Secret) -> Self {
+        Self {
+            header: Secret::new(format!("Bearer {}", token.expose())),
+            scrub: vec![token],
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Creates one issue per alert.
@@ -66,17 +107,23 @@ impl Channel for Jira {
                 return Ok(());
             }
             let body = issue(notification, &self.project, &self.issue_type);
-            let request = self.client.post(self.endpoint.clone()).json(&body);
-            match &self.auth {
-                Auth::Basic { user, token } => {
-                    let request = request.basic_auth(user.expose(), Some(token.expose()));
-                    http::send(&self.name, request, &[user, token]).await
-                }
-                Auth::Bearer(token) => {
-                    let request = request.bearer_auth(token.expose());
-                    http::send(&self.name, request, &[token]).await
-                }
-            }
+            let mut authorization =
+                HeaderValue::from_str(self.auth.header.expose()).map_err(|_| {
+                    DeliveryError::Permanent(
+                        "the credentials are not a valid header value".to_owned(),
+                    )
+                })?;
+            authorization.set_sensitive(true);
+            let request = self
+                .client
+                .post(self.endpoint.clone())
+                .header(AUTHORIZATION, authorization)
+                .json(&body);
+            let scrub: Vec<&Secret> = [&self.auth.header]
+                .into_iter()
+                .chain(&self.auth.scrub)
+                .collect();
+            http::send(&self.name, request, &scrub).await
         })
     }
 }
@@ -159,10 +206,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn base64_matches_rfc_4648() {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
     fn labels_have_no_spaces_and_differ_for_keys_that_read_the_same() {
         let a = alert_label("checkout-p95/checkout/GET /orders");
         let b = alert_label("checkout-p95/checkout/GET_/orders");
-        assert!(a.starts_with("headlight-checkout-p95_checkout_GET__orders-"), "{a}");
+        assert!(
+            a.starts_with("headlight-checkout-p95_checkout_GET__orders-"),
+            "{a}"
+        );
         assert!(!a.contains(' '));
         assert_ne!(a, b);
         assert_eq!(a.len(), "headlight-".len() + 33 + 1 + 12);

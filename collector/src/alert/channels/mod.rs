@@ -103,8 +103,8 @@ pub fn build(
         }
         ChannelConfig::Slack(c) => {
             let url = secret::read(env, name, "url_env", &c.url_env)?;
-            let parsed = http::parse_secret_url(name, "url_env", &c.url_env, &url)?;
-            Ok(Box::new(Slack::new(name, url, parsed)?))
+            http::parse_secret_url(name, "url_env", &c.url_env, &url)?;
+            Ok(Box::new(Slack::new(name, url)?))
         }
         ChannelConfig::Alertmanager(c) => {
             let url = http::parse_url(name, "url", &c.url)?;
@@ -121,13 +121,16 @@ pub fn build(
             }
             let token = secret::read(env, name, "token_env", &c.token_env)?;
             let auth = match &c.user_env {
-                Some(var) => jira::Auth::Basic {
-                    user: secret::read(env, name, "user_env", var)?,
-                    token,
-                },
-                None => jira::Auth::Bearer(token),
+                Some(var) => jira::Auth::basic(&secret::read(env, name, "user_env", var)?, token),
+                None => jira::Auth::bearer(token),
             };
-            Ok(Box::new(Jira::new(name, &url, &c.project, &c.issue_type, auth)?))
+            Ok(Box::new(Jira::new(
+                name,
+                &url,
+                &c.project,
+                &c.issue_type,
+                auth,
+            )?))
         }
         ChannelConfig::Command(c) => {
             if c.program.as_os_str().is_empty() {

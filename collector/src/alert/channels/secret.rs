@@ -65,7 +65,10 @@ mod tests {
     fn debug_is_redacted_and_scrub_removes_the_value() {
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret:?}"), "<redacted>");
-        assert_eq!(secret.scrub("token hunter2 refused"), "token <redacted> refused");
+        assert_eq!(
+            secret.scrub("token hunter2 refused"),
+            "token <redacted> refused"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Slack incoming webhooks: a Block Kit message with the summary, the state, the reasons and a
 //! button to the report.
 
-use reqwest::Url;
 use serde_json::{Value, json};
 
 use super::secret::Secret;
@@ -17,18 +16,17 @@ const SECTION_LIMIT: usize = 3000;
 #[derive(Debug)]
 pub struct Slack {
     name: String,
+    /// The webhook URL; kept only as a [`Secret`] so that no `Debug` of the channel shows it.
     url: Secret,
-    parsed: Url,
     client: reqwest::Client,
 }
 
 impl Slack {
     /// A Slack channel posting to `url`, already checked by [`http::parse_secret_url`].
-    pub(crate) fn new(name: &str, url: Secret, parsed: Url) -> Result<Self, String> {
+    pub(crate) fn new(name: &str, url: Secret) -> Result<Self, String> {
         Ok(Self {
             name: name.to_owned(),
             url,
-            parsed,
             client: http::client(name)?,
         })
     }
@@ -43,7 +41,7 @@ impl Channel for Slack {
         Box::pin(async move {
             let request = self
                 .client
-                .post(self.parsed.clone())
+                .post(self.url.expose())
                 .json(&message(notification));
             http::send(&self.name, request, &[&self.url]).await
         })
@@ -129,7 +127,9 @@ fn field(label: &str, value: &str) -> Value {
 
 /// Escapes the three characters mrkdwn gives a meaning to.
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// Cuts `text` to at most `limit` characters, ending with `…` when cut.

@@ -67,7 +67,8 @@ impl Channel for Webhook {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(DELIVERY_HEADER, &notification.delivery_id);
             if let Some(key) = &self.key {
-                request = request.header(SIGNATURE_HEADER, signature(key.expose().as_bytes(), &body));
+                request =
+                    request.header(SIGNATURE_HEADER, signature(key.expose().as_bytes(), &body));
             }
             let secrets: Vec<&Secret> = self.key.iter().collect();
             http::send(&self.name, request.body(body), &secrets).await
