@@ -44,7 +44,8 @@ impl Kind {
 pub(crate) enum Value {
     Str(String),
     /// A string of at most [`ShortStr::CAPACITY`] bytes, kept inline: most attribute values
-    /// (methods, routes, ids, flags) fit, and then recording them allocates nothing.
+    /// (methods, routes, paths, addresses, ids, flags) fit, and then recording them allocates
+    /// nothing.
     Short(ShortStr),
     I64(i64),
     F64(f64),
@@ -66,6 +67,9 @@ impl Value {
     }
 }
 
+// The inline capacity is chosen so that it costs nothing: a `Value` is as large as with a `String`.
+const _: () = assert!(size_of::<Value>() == 32);
+
 /// A short string stored inline.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ShortStr {
@@ -74,7 +78,9 @@ pub(crate) struct ShortStr {
 }
 
 impl ShortStr {
-    pub(crate) const CAPACITY: usize = 22;
+    /// 30 bytes: with its length byte and the enum's tag, a `Value` stays 32 bytes, as with a
+    /// `String`.
+    pub(crate) const CAPACITY: usize = 30;
 
     fn new(s: &str) -> Option<Self> {
         if s.len() > Self::CAPACITY {
@@ -97,6 +103,28 @@ impl ShortStr {
 impl fmt::Debug for ShortStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+/// A span's name: the callsite's, or set by `otel.name` (inline when short).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Name {
+    Static(&'static str),
+    Short(ShortStr),
+    Owned(String),
+}
+
+impl Name {
+    fn new(s: &str) -> Self {
+        ShortStr::new(s).map_or_else(|| Self::Owned(s.to_owned()), Self::Short)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Static(s) => s,
+            Self::Short(s) => s.as_str(),
+            Self::Owned(s) => s,
+        }
     }
 }
 
@@ -142,7 +170,7 @@ pub(crate) struct SpanRecord {
     pub(crate) remote_parent: bool,
     /// The W3C `tracestate` that came with the trace, passed on unchanged.
     pub(crate) trace_state: Option<std::sync::Arc<str>>,
-    pub(crate) name: Cow<'static, str>,
+    pub(crate) name: Name,
     pub(crate) kind: Kind,
     pub(crate) start: SystemTime,
     pub(crate) end: SystemTime,
@@ -161,7 +189,7 @@ impl SpanRecord {
             parent_span_id: None,
             remote_parent: false,
             trace_state: None,
-            name: Cow::Borrowed(name),
+            name: Name::Static(name),
             kind: Kind::Internal,
             start,
             end: start,
@@ -180,7 +208,7 @@ impl SpanRecord {
         self.parent_span_id = None;
         self.remote_parent = false;
         self.trace_state = None;
-        self.name = Cow::Borrowed(name);
+        self.name = Name::Static(name);
         self.kind = Kind::Internal;
         self.start = start;
         self.end = start;
@@ -194,7 +222,7 @@ impl SpanRecord {
     /// Drops the record's values, keeping the capacity of its attribute and event lists.
     pub(crate) fn release_values(&mut self) {
         self.trace_state = None;
-        self.name = Cow::Borrowed("");
+        self.name = Name::Static("");
         self.status = Status::Unset;
         self.attributes.clear();
         self.events.clear();
@@ -261,7 +289,7 @@ impl SpanRecord {
         ) {
             return Cow::Owned(format!("{service}/{method}"));
         }
-        Cow::Borrowed(self.name.as_ref())
+        Cow::Borrowed(self.name.as_str())
     }
 }
 
@@ -275,8 +303,13 @@ pub(crate) struct SpanVisitor<'a> {
 
 impl SpanVisitor<'_> {
     fn special(&mut self, field: &Field, value: &str) -> bool {
-        match field.name() {
-            "otel.name" => self.record.name = Cow::Owned(value.to_owned()),
+        let name = field.name();
+        // Most fields are plain attributes: one byte tells.
+        if !matches!(name.as_bytes().first(), Some(b'o' | b'e' | b't')) {
+            return false;
+        }
+        match name {
+            "otel.name" => self.record.name = Name::new(value),
             "otel.kind" => {
                 if let Some(kind) = Kind::parse(value) {
                     self.record.kind = kind;
@@ -319,7 +352,12 @@ fn push_attribute<A: smallvec::Array<Item = Attribute>>(
     value: Value,
 ) {
     let key = field.name();
-    if let Some(existing) = attributes.iter_mut().find(|a| a.key == key) {
+    // A field recorded again replaces its value (same `&'static str` as a rule, so the pointer
+    // comparison settles most cases without comparing bytes).
+    if let Some(existing) = attributes
+        .iter_mut()
+        .find(|a| std::ptr::eq(a.key, key) || a.key == key)
+    {
         existing.value = value;
         return;
     }

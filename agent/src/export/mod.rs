@@ -2,6 +2,7 @@
 //! application's runtime nor its threads ever wait on the network.
 
 mod codec;
+mod encode;
 mod otlp;
 pub(crate) mod tail;
 
@@ -13,8 +14,6 @@ use std::time::Duration;
 
 use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use headlight_proto::otlp::common::KeyValue;
-use headlight_proto::otlp::trace::Span;
-use prost::Message as _;
 use tokio::time::Instant;
 use tonic::codec::CompressionEncoding;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -27,8 +26,9 @@ use crate::config::{ExportConfig, TailConfig};
 use crate::ids;
 use crate::layer::suppress_current_thread;
 use crate::queue::{Item, Queue};
+use crate::record::SpanRecord;
 use crate::stats::DropReason;
-use tail::{Decision, TailDecider};
+use tail::{Decision, TailDecider, Unsent};
 
 pub(crate) use otlp::string as string_attribute;
 
@@ -87,7 +87,7 @@ pub(crate) fn spawn(
                     resource,
                     queue,
                     tail: TailDecider::new(tail),
-                    batch: Vec::new(),
+                    batch: Batch::default(),
                     spare: Vec::new(),
                     converted: Vec::new(),
                     control: control_rx,
@@ -108,8 +108,8 @@ struct Exporter {
     resource: Vec<KeyValue>,
     queue: Arc<Queue>,
     tail: TailDecider,
-    /// Converted spans waiting to be sent; `true` marks a transaction span.
-    batch: Vec<(Span, bool)>,
+    /// Encoded spans waiting to be sent.
+    batch: Batch,
     /// The queue's previous buffer, emptied, handed back at the next take so the application
     /// threads push into memory that is already there.
     spare: Vec<Item>,
@@ -214,18 +214,18 @@ impl Exporter {
         let mut converted = std::mem::take(&mut self.converted);
         for item in items.drain(..) {
             match item {
-                Item::Loose(mut span) => {
-                    self.batch.push((otlp::span(&mut span, None), false));
+                Item::Loose(span) => {
+                    self.batch.push(&span, None, false);
                     converted.push(span);
                 }
-                Item::Transaction { mut span, children } => {
+                Item::Transaction { span, children } => {
                     match self.tail.decide(&span, &children) {
                         Decision::Keep => {
-                            for mut child in children {
-                                self.batch.push((otlp::span(&mut child, None), false));
+                            for child in children {
+                                self.batch.push(&child, None, false);
                                 converted.push(child);
                             }
-                            self.batch.push((otlp::span(&mut span, None), true));
+                            self.batch.push(&span, None, true);
                         }
                         Decision::Summarize {
                             transaction_self_ns,
@@ -235,8 +235,8 @@ impl Exporter {
                                 .counters
                                 .spans_not_kept
                                 .fetch_add(children.len() as u64, Relaxed);
-                            let summary = Some((transaction_self_ns, unsent));
-                            self.batch.push((otlp::span(&mut span, summary), true));
+                            let summary = (transaction_self_ns, unsent);
+                            self.batch.push(&span, Some(&summary), true);
                             converted.extend(children);
                         }
                     }
@@ -251,24 +251,31 @@ impl Exporter {
 
     /// Sends the batch in requests of at most `max_batch_spans`.
     async fn send_all(&mut self) {
-        while !self.batch.is_empty() {
-            let take = self.batch.len().min(self.config.max_batch_spans);
-            let chunk: Vec<(Span, bool)> = self.batch.drain(..take).collect();
+        let batch = std::mem::take(&mut self.batch);
+        let mut from = 0;
+        for chunk in batch.ends.chunks(self.config.max_batch_spans) {
+            let Some(&(to, _)) = chunk.last() else {
+                continue;
+            };
             let transactions = chunk.iter().filter(|(_, t)| *t).count() as u64;
-            let spans = chunk.into_iter().map(|(s, _)| s).collect();
-            self.send(spans, transactions).await;
+            // Encoded once: a retry re-sends the same bytes (a cheap `Bytes` clone).
+            let body = bytes::Bytes::from(otlp::request(
+                &self.resource,
+                &self.queue.stats(),
+                &batch.spans[from..to],
+            ));
+            from = to;
+            self.send(body, chunk.len() as u64, transactions).await;
         }
+        // Keep the buffers' capacity for the next batch.
+        self.batch = batch;
+        self.batch.clear();
     }
 
     /// Sends one request, retrying what OTLP says is retryable until `max_retry_elapsed` (or
     /// the shutdown deadline); a partial success is final.
-    async fn send(&mut self, spans: Vec<Span>, transactions: u64) {
+    async fn send(&mut self, body: bytes::Bytes, count: u64, transactions: u64) {
         let counters = Arc::clone(&self.queue.counters);
-        let count = spans.len() as u64;
-        // Encoded once: a retry re-sends the same bytes (a cheap `Bytes` clone).
-        let body = bytes::Bytes::from(
-            otlp::request(&self.resource, &self.queue.stats(), spans).encode_to_vec(),
-        );
         let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;
         loop {
@@ -332,6 +339,31 @@ impl Exporter {
                 return;
             }
         }
+    }
+}
+
+/// Spans encoded for export, back to back as `ScopeSpans.spans` entries.
+#[derive(Debug, Default)]
+struct Batch {
+    spans: Vec<u8>,
+    /// Where each span's bytes end, and whether it is a transaction.
+    ends: Vec<(usize, bool)>,
+}
+
+impl Batch {
+    fn push(
+        &mut self,
+        record: &SpanRecord,
+        summary: Option<&(u64, Vec<Unsent>)>,
+        transaction: bool,
+    ) {
+        encode::span(&mut self.spans, record, summary);
+        self.ends.push((self.spans.len(), transaction));
+    }
+
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.ends.clear();
     }
 }
 

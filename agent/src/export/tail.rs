@@ -196,7 +196,7 @@ fn summarize(transaction: &SpanRecord, children: &[BoxedRecord]) -> Decision {
         let duration = child.duration_ns();
         match unsent
             .iter_mut()
-            .find(|u| u.kind == child.kind && u.name == child.name)
+            .find(|u| u.kind == child.kind && u.name == child.name.as_str())
         {
             Some(u) => {
                 u.count += 1;
@@ -204,7 +204,7 @@ fn summarize(transaction: &SpanRecord, children: &[BoxedRecord]) -> Decision {
                 u.self_ns += self_ns;
             }
             None => unsent.push(Unsent {
-                name: child.name.to_string(),
+                name: child.name.as_str().to_owned(),
                 kind: child.kind,
                 count: 1,
                 total_ns: duration,
