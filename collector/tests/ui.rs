@@ -730,3 +730,49 @@ async fn check_regression_report(b: &Browser) -> Result<()> {
     }
     Ok(())
 }
+
+/// The page and its files come from the binary, with their content types; no browser needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_files_are_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path()).await;
+    let get = |path: &str| {
+        let url = format!("http://{}{path}", server.http);
+        async move {
+            let r = reqwest::get(&url).await.unwrap();
+            let status = r.status().as_u16();
+            let content_type = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            (status, content_type, r.text().await.unwrap())
+        }
+    };
+    let (status, content_type, page) = get("/").await;
+    assert_eq!(
+        (status, content_type.as_str()),
+        (200, "text/html; charset=utf-8")
+    );
+    assert!(page.contains("/assets/app.js"), "{page}");
+    assert!(
+        !page.contains("{{OTLP_GRPC}}"),
+        "the OTLP addresses are filled in"
+    );
+    for (path, wanted) in [
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/hitmap.js", "text/javascript"),
+        ("/assets/style.css", "text/css"),
+        ("/assets/favicon.svg", "image/svg+xml"),
+    ] {
+        let (status, content_type, body) = get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(content_type.starts_with(wanted), "{path}: {content_type}");
+        assert!(!body.is_empty(), "{path}");
+    }
+    for path in ["/assets/nope.js", "/assets/../Cargo.toml", "/assets/"] {
+        let (status, _, _) = get(path).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    server.shutdown().await.unwrap();
+}

@@ -37,6 +37,7 @@ export function fmtMs(ms) {
 
 /** A short axis label for a duration in ms. */
 export function fmtMsShort(ms) {
+  if (ms === 0) return '0';
   if (ms < 1) return `${+(ms * 1000).toPrecision(2)}µs`;
   if (ms < 1000) return `${+ms.toPrecision(3)}ms`;
   return `${+(ms / 1000).toPrecision(3)}s`;
