@@ -604,6 +604,13 @@ fn build_names_the_channel_and_the_missing_variable_and_refuses_https() {
         ),
         "channel \"fix\": timeout_s must be at least 1"
     );
+    assert_eq!(
+        err(
+            "kind = \"alertmanager\"\nname = \"am\"\nurl = \"http://am:9093\"\nends_after_s = 0",
+            &[]
+        ),
+        "channel \"am\": ends_after_s must be at least 1"
+    );
 }
 
 #[tokio::test]

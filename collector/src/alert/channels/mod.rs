@@ -83,7 +83,7 @@ pub trait Channel: Send + Sync + std::fmt::Debug {
 /// Builds the channel `config` describes, reading its secrets through `env` (the process
 /// environment in the binary, a map in tests) now, at startup. Fails — naming the channel and
 /// the key or variable, never a secret's value — when a variable is missing or empty, a URL
-/// is not `http://`, a name or program is empty, or the timeout is zero.
+/// is not `http://`, a name or program is empty, or a duration is zero.
 pub fn build(
     config: &ChannelConfig,
     env: &dyn Fn(&str) -> Option<String>,
@@ -108,6 +108,9 @@ pub fn build(
         }
         ChannelConfig::Alertmanager(c) => {
             let url = http::parse_url(name, "url", &c.url)?;
+            if c.ends_after_s == Some(0) {
+                return Err(format!("channel {name:?}: ends_after_s must be at least 1"));
+            }
             let ends_after = c.ends_after_s.map(Duration::from_secs);
             Ok(Box::new(Alertmanager::new(name, &url, ends_after)?))
         }
