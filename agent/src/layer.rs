@@ -150,6 +150,9 @@ impl HeadlightLayer {
             drop(children);
             self.queue.push(Item::Loose(record));
         } else {
+            if children.spans.capacity() == 0 {
+                children.spans = self.queue.pool.take_list();
+            }
             children.spans.push(record);
         }
     }

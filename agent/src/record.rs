@@ -23,14 +23,16 @@ pub(crate) enum Kind {
 
 impl Kind {
     fn parse(value: &str) -> Option<Self> {
-        Some(match value.trim().to_ascii_lowercase().as_str() {
-            "internal" => Self::Internal,
-            "server" => Self::Server,
-            "client" => Self::Client,
-            "producer" => Self::Producer,
-            "consumer" => Self::Consumer,
-            _ => return None,
-        })
+        let value = value.trim();
+        [
+            ("server", Self::Server),
+            ("client", Self::Client),
+            ("internal", Self::Internal),
+            ("producer", Self::Producer),
+            ("consumer", Self::Consumer),
+        ]
+        .into_iter()
+        .find_map(|(name, kind)| value.eq_ignore_ascii_case(name).then_some(kind))
     }
 
     /// A transaction is a span of kind server or consumer, or a local root (design.md §3).
@@ -315,13 +317,16 @@ impl SpanVisitor<'_> {
                     self.record.kind = kind;
                 }
             }
-            "otel.status_code" => match value.trim().to_ascii_uppercase().as_str() {
-                "ERROR" if !matches!(self.record.status, Status::Error(_)) => {
-                    self.record.status = Status::Error(None);
+            "otel.status_code" => {
+                let code = value.trim();
+                if code.eq_ignore_ascii_case("error") {
+                    if !matches!(self.record.status, Status::Error(_)) {
+                        self.record.status = Status::Error(None);
+                    }
+                } else if code.eq_ignore_ascii_case("ok") {
+                    self.record.status = Status::Ok;
                 }
-                "OK" => self.record.status = Status::Ok,
-                _ => {}
-            },
+            }
             "otel.status_message" | "otel.status_description" => {
                 self.record.status = Status::Error(Some(value.to_owned()));
             }

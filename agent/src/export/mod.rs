@@ -90,6 +90,7 @@ pub(crate) fn spawn(
                     batch: Batch::default(),
                     spare: Vec::new(),
                     converted: Vec::new(),
+                    lists: Vec::new(),
                     control: control_rx,
                     stashed: VecDeque::new(),
                     shutdown_deadline: None,
@@ -115,6 +116,8 @@ struct Exporter {
     spare: Vec<Item>,
     /// Records converted by `drain`, on their way back to the pool.
     converted: Vec<crate::pool::BoxedRecord>,
+    /// Emptied child lists, on their way back to the pool.
+    lists: Vec<crate::pool::ChildList>,
     control: tokio::sync::mpsc::Receiver<Control>,
     /// Control messages that arrived during an export, handled right after it.
     stashed: VecDeque<Control>,
@@ -212,16 +215,17 @@ impl Exporter {
     fn drain(&mut self) {
         let mut items = self.queue.take(std::mem::take(&mut self.spare));
         let mut converted = std::mem::take(&mut self.converted);
+        let mut lists = std::mem::take(&mut self.lists);
         for item in items.drain(..) {
             match item {
                 Item::Loose(span) => {
                     self.batch.push(&span, None, false);
                     converted.push(span);
                 }
-                Item::Transaction { span, children } => {
+                Item::Transaction { span, mut children } => {
                     match self.tail.decide(&span, &children) {
                         Decision::Keep => {
-                            for child in children {
+                            for child in children.drain(..) {
                                 self.batch.push(&child, None, false);
                                 converted.push(child);
                             }
@@ -237,16 +241,21 @@ impl Exporter {
                                 .fetch_add(children.len() as u64, Relaxed);
                             let summary = (transaction_self_ns, unsent);
                             self.batch.push(&span, Some(&summary), true);
-                            converted.extend(children);
+                            converted.extend(children.drain(..));
                         }
                     }
                     converted.push(span);
+                    if children.capacity() > 0 {
+                        lists.push(children);
+                    }
                 }
             }
         }
         self.spare = items;
         self.queue.pool.give_back(&mut converted);
+        self.queue.pool.give_back_lists(&mut lists);
         self.converted = converted;
+        self.lists = lists;
     }
 
     /// Sends the batch in requests of at most `max_batch_spans`.
