@@ -241,7 +241,7 @@ impl Exporter {
                                 .fetch_add(children.len() as u64, Relaxed);
                             let summary = (transaction_self_ns, unsent);
                             self.batch.push(&span, Some(&summary), true);
-                            converted.extend(children.drain(..));
+                            converted.append(&mut children);
                         }
                     }
                     converted.push(span);
