@@ -294,10 +294,9 @@ async fn alert_loop(pipeline: Arc<Pipeline>, rules: Vec<Rule>, stop: watch::Rece
             )
         };
         match tokio::task::spawn_blocking(run).await {
-            Ok(Ok(e)) if e.fired.is_empty() && e.resolved.is_empty() && e.renotified.is_empty() => {
-            }
+            Ok(Ok(e)) if e == crate::alert::evaluate::Evaluation::default() => {}
             Ok(Ok(e)) => {
-                tracing::info!(fired = ?e.fired, resolved = ?e.resolved, renotified = ?e.renotified, "alerts")
+                tracing::info!(fired = ?e.fired, resolved = ?e.resolved, renotified = ?e.renotified, "alerts");
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "alert evaluation failed; retrying"),
             Err(e) => tracing::error!(error = %e, "alert evaluation task failed"),
