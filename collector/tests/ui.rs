@@ -579,6 +579,17 @@ async fn scenario(b: &Browser, server: &Server) -> Result<()> {
          document.querySelectorAll('#trends .deploy-marker').length === 3",
     )
     .await?;
+    b.wait(
+        "the delivery metrics",
+        "const f = document.querySelector('#dora-failure'); \
+         return f && f.textContent.includes('1 failed')",
+    )
+    .await?;
+    let dora = b.text("#dora").await?;
+    ensure!(
+        dora.contains("(1 deploys)") && dora.contains("No alerts for this service"),
+        "{dora}"
+    );
     b.shot("07-service").await?;
     b.click(&format!(
         "#deploys tr[data-deploy=\"{deploy_id}\"] a.report-link"

@@ -29,7 +29,8 @@ export async function renderService(root, ctx, { service, transaction }, view) {
   const breakdown = h('section', { class: 'card', id: 'breakdown' });
   const deploysCard = h('section', { class: 'card', id: 'deploys' });
   const compareCard = h('section', { class: 'card', id: 'compare' });
-  root.append(hitmapCard, selectionCard, traceCard, h('div', { class: 'row' }, trends, breakdown), deploysCard, compareCard);
+  const doraCard = h('section', { class: 'card', id: 'dora' });
+  root.append(hitmapCard, selectionCard, traceCard, h('div', { class: 'row' }, trends, breakdown), deploysCard, doraCard, compareCard);
 
   let info;
   try {
@@ -39,7 +40,7 @@ export async function renderService(root, ctx, { service, transaction }, view) {
       hitmapCard.replaceChildren(services.length
         ? h('p', { class: 'state error' }, `The collector has seen no service named "${service}". `, h('a', { href: '#/' }, 'Pick one of the services'), '.')
         : noData(ctx));
-      for (const c of [trends, breakdown, deploysCard, compareCard]) c.hidden = true;
+      for (const c of [trends, breakdown, deploysCard, doraCard, compareCard]) c.hidden = true;
       return;
     }
   } catch (e) {
@@ -60,7 +61,35 @@ export async function renderService(root, ctx, { service, transaction }, view) {
   fillTrends(trends, ctx, filter, deploys).catch((e) => failed(trends, 'the trends', e));
   fillBreakdown(breakdown, ctx, filter).catch((e) => failed(breakdown, 'the breakdown', e));
   fillDeploys(deploysCard, ctx, service).catch((e) => failed(deploysCard, 'the deploys', e));
+  fillDora(doraCard, service).catch((e) => failed(doraCard, 'the delivery metrics', e));
   compareForm(compareCard, ctx, info);
+}
+
+// DORA metrics over the last 30 days and the service's recent alerts.
+async function fillDora(card, service) {
+  card.append(h('h2', {}, 'Delivery (last 30 days)'));
+  const body = h('div');
+  card.append(body);
+  loading(body, 'the delivery metrics');
+  const [d, a] = await Promise.all([
+    getJson('/api/v1/dora', { service }),
+    getJson('/api/v1/alerts', { service, limit: 20 }),
+  ]);
+  const hours = (ms) => (ms == null ? '–' : ms < 3_600_000 ? `${Math.round(ms / 60_000)} min` : `${(ms / 3_600_000).toFixed(1)} h`);
+  const stat = (id, label, value) => h('div', { class: 'stat', id }, h('div', { class: 'value' }, value), h('div', { class: 'muted' }, label));
+  const stats = h('div', { class: 'stats' },
+    stat('dora-frequency', 'deploys per day', `${d.deploys_per_day.toFixed(2)} (${fmtInt(d.deploys)} deploys)`),
+    stat('dora-failure', 'change failure rate', d.change_failure_rate == null ? '–' : `${fmtPct(d.change_failure_rate, 0)} (${fmtInt(d.failed_deploys)} failed)`),
+    stat('dora-restore', 'median time to restore', hours(d.median_time_to_restore_ms)),
+    stat('dora-lead', 'median lead time', hours(d.median_lead_time_ms)));
+  const alerts = a.alerts.length
+    ? h('table', { class: 'data alerts' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'started'), h('th', {}, 'state'), h('th', {}, 'alert'), h('th', {}, 'deliveries'))),
+      h('tbody', {}, a.alerts.map((x) => h('tr', { class: `alert-row ${x.state}`, dataset: { key: x.key } },
+        h('td', {}, fmtDateTime(x.started_ms)), h('td', {}, x.state), h('td', {}, x.summary),
+        h('td', {}, x.deliveries.map((dl) => `${dl.channel}: ${dl.state}`).join(', '))))))
+    : h('p', { class: 'muted' }, 'No alerts for this service. Rules are configured under [[alerts.rules]] (docs/alerts.md).');
+  body.replaceChildren(stats, alerts);
 }
 
 function setupHitmap(card, selectionCard, traceCard, ctx, filter, deploys, view) {
