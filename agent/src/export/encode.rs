@@ -420,7 +420,10 @@ mod tests {
         UNIX_EPOCH + Duration::from_nanos(ns)
     }
 
-    fn records() -> Vec<(SpanRecord, Option<(u64, Vec<Unsent>)>)> {
+    /// A record with, for a summarized transaction, its self time and unsent children.
+    type Case = (SpanRecord, Option<(u64, Vec<Unsent>)>);
+
+    fn records() -> Vec<Case> {
         let attribute = |key, value| Attribute { key, value };
         let mut plain = SpanRecord::new("SELECT users", at(1_700_000_000_000_000_000));
         plain.trace_id = [7; 16];
