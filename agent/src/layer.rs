@@ -1,6 +1,7 @@
 //! The `tracing_subscriber::Layer` that records spans for export.
 //!
-//! Per span it keeps a [`SpanRecord`] in the registry's extensions. The spans of one
+//! Per span it keeps a boxed [`SpanRecord`](crate::record::SpanRecord), taken from the
+//! recycling [`Pool`](crate::pool::Pool), in the registry's extensions. The spans of one
 //! transaction share a list: children that end are parked in it, and when the transaction span ends the
 //! whole local subtree goes to the export queue as one item, so the export thread can make the
 //! tail decision with everything in view. The application thread never does more than that.
