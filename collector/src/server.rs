@@ -9,7 +9,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::channels::{self, Channel};
-use crate::alert::rules::Rule;
 use crate::config::Config;
 use crate::http::{AppState, app};
 use crate::ingest;
@@ -166,19 +165,47 @@ impl Server {
                 tracing::error!(error = %e, "http api server failed");
             }
         }));
-        tasks.push(tokio::spawn(flush_loop(
-            Arc::clone(&pipeline),
+        let p = Arc::clone(&pipeline);
+        let flush_every = Duration::from_millis(config.aggregation.flush_interval_ms);
+        tasks.push(tokio::spawn(periodically(
+            flush_every,
             stop_rx.clone(),
+            "store write failed; batch kept for retry",
+            move || p.flush(),
+            |()| {},
         )));
-        tasks.push(tokio::spawn(comparison_loop(
-            Arc::clone(&pipeline),
+        let p = Arc::clone(&pipeline);
+        tasks.push(tokio::spawn(periodically(
+            SETTLE_EVERY,
             stop_rx.clone(),
+            "deploy comparisons failed; retrying",
+            move || p.settle_deploys(),
+            |n| {
+                if n > 0 {
+                    tracing::info!(comparisons = n, "deploy comparisons stored");
+                }
+            },
         )));
         if !rules.is_empty() {
-            tasks.push(tokio::spawn(alert_loop(
-                Arc::clone(&pipeline),
-                rules,
+            let p = Arc::clone(&pipeline);
+            let evaluate_every = Duration::from_secs(u64::from(config.alerts.evaluate_every_s));
+            tasks.push(tokio::spawn(periodically(
+                evaluate_every,
                 stop_rx.clone(),
+                "alert evaluation failed; retrying",
+                move || {
+                    crate::alert::evaluate::evaluate(
+                        p.store().as_ref(),
+                        p.config(),
+                        &rules,
+                        crate::pipeline::now_ns() / 1_000_000,
+                    )
+                },
+                |e| {
+                    if e != crate::alert::evaluate::Evaluation::default() {
+                        tracing::info!(fired = ?e.fired, resolved = ?e.resolved, renotified = ?e.renotified, "alerts");
+                    }
+                },
             )));
         }
         tasks.push(tokio::spawn(delivery_loop(
@@ -186,7 +213,14 @@ impl Server {
             channels,
             stop_rx.clone(),
         )));
-        tasks.push(tokio::spawn(retention_loop(Arc::clone(&pipeline), stop_rx)));
+        let p = Arc::clone(&pipeline);
+        tasks.push(tokio::spawn(periodically(
+            RETENTION_EVERY,
+            stop_rx,
+            "retention pass failed",
+            move || p.enforce_retention(),
+            |report| tracing::debug!(?report, "retention pass"),
+        )));
         tracing::info!(%otlp_grpc, %otlp_http, %http, data_dir = %config.data_dir.display(), "headlight collector listening");
         Ok(Self {
             otlp_grpc,
@@ -238,72 +272,6 @@ impl Drop for Server {
     }
 }
 
-async fn flush_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
-    let every = Duration::from_millis(pipeline.config().aggregation.flush_interval_ms);
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = stopped(stop.clone()) => return,
-        }
-        let p = Arc::clone(&pipeline);
-        match tokio::task::spawn_blocking(move || p.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "store write failed; batch kept for retry"),
-            Err(e) => tracing::error!(error = %e, "flush task failed"),
-        }
-    }
-}
-
-async fn comparison_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(SETTLE_EVERY);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = stopped(stop.clone()) => return,
-        }
-        let p = Arc::clone(&pipeline);
-        match tokio::task::spawn_blocking(move || p.settle_deploys()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(comparisons = n, "deploy comparisons stored"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "deploy comparisons failed; retrying"),
-            Err(e) => tracing::error!(error = %e, "comparison task failed"),
-        }
-    }
-}
-
-async fn alert_loop(pipeline: Arc<Pipeline>, rules: Vec<Rule>, stop: watch::Receiver<bool>) {
-    let every = Duration::from_secs(u64::from(pipeline.config().alerts.evaluate_every_s));
-    let rules = Arc::new(rules);
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = stopped(stop.clone()) => return,
-        }
-        let (p, r) = (Arc::clone(&pipeline), Arc::clone(&rules));
-        let run = move || {
-            crate::alert::evaluate::evaluate(
-                p.store().as_ref(),
-                p.config(),
-                &r,
-                crate::pipeline::now_ns() / 1_000_000,
-            )
-        };
-        match tokio::task::spawn_blocking(run).await {
-            Ok(Ok(e)) if e == crate::alert::evaluate::Evaluation::default() => {}
-            Ok(Ok(e)) => {
-                tracing::info!(fired = ?e.fired, resolved = ?e.resolved, renotified = ?e.renotified, "alerts");
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "alert evaluation failed; retrying"),
-            Err(e) => tracing::error!(error = %e, "alert evaluation task failed"),
-        }
-    }
-}
-
 async fn delivery_loop(
     pipeline: Arc<Pipeline>,
     channels: Vec<Box<dyn Channel>>,
@@ -333,18 +301,32 @@ async fn delivery_loop(
     }
 }
 
-async fn retention_loop(pipeline: Arc<Pipeline>, stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(RETENTION_EVERY);
+/// Runs `work` on a blocking thread every `every` (missed ticks delayed, not bunched) until the
+/// stop flag; `done` sees each success, a failure is logged with `failure` and retried at the
+/// next tick.
+async fn periodically<T, E>(
+    every: Duration,
+    stop: watch::Receiver<bool>,
+    failure: &'static str,
+    work: impl Fn() -> Result<T, E> + Send + Sync + 'static,
+    done: impl Fn(T),
+) where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let work = Arc::new(work);
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             () = stopped(stop.clone()) => return,
         }
-        let p = Arc::clone(&pipeline);
-        match tokio::task::spawn_blocking(move || p.enforce_retention()).await {
-            Ok(Ok(report)) => tracing::debug!(?report, "retention pass"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "retention pass failed"),
-            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        let w = Arc::clone(&work);
+        match tokio::task::spawn_blocking(move || w()).await {
+            Ok(Ok(value)) => done(value),
+            Ok(Err(e)) => tracing::warn!(error = %e, "{failure}"),
+            Err(e) => tracing::error!(error = %e, "{failure}: the task panicked"),
         }
     }
 }

@@ -11,159 +11,14 @@ mod common;
 use std::process::{Command, Output};
 
 use headlight_collector::server::Server;
-use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
-use headlight_proto::otlp::trace::{Span, Status, status::StatusCode};
 use headlight_proto::v1::RecordDeployRequest;
 use headlight_proto::v1::deploy_service_client::DeployServiceClient;
 use serde_json::Value;
 
-use common::otlp::{attr, int_attr, request_with_resource};
+use common::traffic::{Rng, Sender, traffic};
 
 const BIN: &str = env!("CARGO_BIN_EXE_headlight");
 const MIN: i64 = 60_000;
-
-/// A seeded generator of log-normal durations.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Log-normal with this median (µs) and σ = 0.4.
-    fn duration_us(&mut self, median_us: f64) -> u64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        (median_us * (0.4 * z).exp()).round() as u64
-    }
-}
-
-/// One transaction: a SERVER span and its `SELECT orders` (client) and `render` children. The
-/// query covers 10 %..50 % of the base duration plus `extra_db_us`, which the transaction
-/// takes longer by.
-struct Txn {
-    route: &'static str,
-    end_ms: i64,
-    base_us: u64,
-    extra_db_us: u64,
-    error: bool,
-}
-
-struct Sender {
-    client: TraceServiceClient<tonic::transport::Channel>,
-    next_trace: u64,
-}
-
-impl Sender {
-    async fn new(server: &Server) -> Self {
-        let client = TraceServiceClient::connect(format!("http://{}", server.otlp_grpc))
-            .await
-            .unwrap();
-        Self {
-            client,
-            next_trace: 1,
-        }
-    }
-
-    fn spans(&mut self, t: &Txn) -> Vec<Span> {
-        let trace_id = {
-            let mut id = [0u8; 16];
-            id[..8].copy_from_slice(&self.next_trace.to_be_bytes());
-            id[8] = 0xab;
-            id.to_vec()
-        };
-        self.next_trace += 1;
-        let us = 1000u64;
-        let end = t.end_ms as u64 * 1_000_000;
-        let b = t.base_us;
-        let start = end - (b + t.extra_db_us) * us;
-        let (method, route) = t.route.split_once(' ').unwrap();
-        let span =
-            |id: u8, parent: Option<u8>, name: &str, kind: i32, from_us: u64, to_us: u64| Span {
-                trace_id: trace_id.clone(),
-                span_id: vec![id; 8],
-                parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-                name: name.to_owned(),
-                kind,
-                start_time_unix_nano: start + from_us * us,
-                end_time_unix_nano: start + to_us * us,
-                ..Default::default()
-            };
-        let mut root = span(1, None, t.route, 2, 0, b + t.extra_db_us);
-        root.attributes = vec![
-            attr("http.request.method", method),
-            attr("http.route", route),
-            int_attr("http.response.status_code", if t.error { 500 } else { 200 }),
-        ];
-        if t.error {
-            root.status = Some(Status {
-                code: StatusCode::Error as i32,
-                ..Default::default()
-            });
-        }
-        let db_end = b / 2 + t.extra_db_us;
-        vec![
-            root,
-            span(2, Some(1), "SELECT orders", 3, b / 10, db_end),
-            span(
-                3,
-                Some(1),
-                "render",
-                1,
-                db_end + b / 10,
-                db_end + b * 3 / 10,
-            ),
-        ]
-    }
-
-    /// Sends transactions of one service version, 200 per request, in the given order.
-    async fn send(&mut self, service: &str, version: &str, txns: &[Txn]) {
-        for chunk in txns.chunks(200) {
-            let spans: Vec<Span> = chunk.iter().flat_map(|t| self.spans(t)).collect();
-            let request = request_with_resource(
-                vec![
-                    attr("service.name", service),
-                    attr("service.version", version),
-                    attr("deployment.environment.name", "prod"),
-                ],
-                spans,
-            );
-            let response = self.client.export(request).await.unwrap().into_inner();
-            assert!(response.partial_success.is_none(), "{response:?}");
-        }
-    }
-}
-
-/// `n` transactions per route, ending evenly over `[from_ms, to_ms)`, durations log-normal
-/// around 20 ms, 0.5 % errors; `slow(route)` adds that many µs to the query.
-fn traffic(
-    rng: &mut Rng,
-    routes: &[&'static str],
-    n: usize,
-    (from_ms, to_ms): (i64, i64),
-    slow: impl Fn(&str) -> u64,
-) -> Vec<Txn> {
-    let step = (to_ms - from_ms) / n as i64;
-    let mut out = Vec::new();
-    for i in 0..n {
-        for &route in routes {
-            out.push(Txn {
-                route,
-                end_ms: from_ms + i as i64 * step + step / 2,
-                base_us: rng.duration_us(20_000.0),
-                extra_db_us: slow(route),
-                error: rng.uniform() < 0.005,
-            });
-        }
-    }
-    out
-}
 
 /// Runs the `headlight` binary against the server (blocking thread).
 async fn headlight(server: &Server, args: &[&str]) -> Output {
@@ -208,12 +63,12 @@ async fn a_regressing_deploy_is_named_with_its_route_and_its_cause() {
     let t = (now - 20 * MIN) / MIN * MIN;
     let mut rng = Rng(42);
     let mut sender = Sender::new(&server).await;
-    let v1 = traffic(&mut rng, &SHOP, 600, (t - 15 * MIN, t), |_| 0);
-    sender.send("shop", "1.0", &v1).await;
-    let v2 = traffic(&mut rng, &SHOP, 600, (t + 2 * MIN, t + 17 * MIN), |route| {
+    let mut v1 = traffic(&mut rng, &SHOP, 600, (t - 15 * MIN, t), |_| 0);
+    sender.send("shop", "1.0", &mut v1).await;
+    let mut v2 = traffic(&mut rng, &SHOP, 600, (t + 2 * MIN, t + 17 * MIN), |route| {
         if route == "GET /orders" { 12_000 } else { 0 }
     });
-    sender.send("shop", "2.0", &v2).await;
+    sender.send("shop", "2.0", &mut v2).await;
     server.flush().await.unwrap();
 
     // The new version got an automatic marker at its first transaction.
@@ -367,18 +222,13 @@ async fn an_unchanged_deploy_passes_the_gate_and_its_warm_up_is_excluded() {
     let routes = ["GET /search", "GET /suggest"];
     let mut rng = Rng(7);
     let mut sender = Sender::new(&server).await;
-    sender
-        .send(
-            "search",
-            "1.0",
-            &traffic(&mut rng, &routes, 500, (t - 15 * MIN, t), |_| 0),
-        )
-        .await;
+    let mut before = traffic(&mut rng, &routes, 500, (t - 15 * MIN, t), |_| 0);
+    sender.send("search", "1.0", &mut before).await;
     // Cold caches for the first two minutes: 100 ms slower, then the same as before.
-    let warm_up = traffic(&mut rng, &routes, 100, (t, t + 2 * MIN), |_| 100_000);
-    sender.send("search", "1.1", &warm_up).await;
-    let after = traffic(&mut rng, &routes, 500, (t + 2 * MIN, t + 17 * MIN), |_| 0);
-    sender.send("search", "1.1", &after).await;
+    let mut warm_up = traffic(&mut rng, &routes, 100, (t, t + 2 * MIN), |_| 100_000);
+    sender.send("search", "1.1", &mut warm_up).await;
+    let mut after = traffic(&mut rng, &routes, 500, (t + 2 * MIN, t + 17 * MIN), |_| 0);
+    sender.send("search", "1.1", &mut after).await;
     server.flush().await.unwrap();
 
     // Recorded over gRPC on the OTLP port.
