@@ -86,9 +86,10 @@ fn title(filter: &crate::store::SeriesFilter, what: &str) -> String {
     }
 }
 
-async fn heatmap_image(
-    state: AppState,
-    raw: Vec<(String, String)>,
+/// `GET /api/v1/heatmap.svg|png`.
+pub(super) async fn heatmap_image(
+    State(state): State<AppState>,
+    Query(raw): RawQuery,
     format: Format,
 ) -> Result<Response, ApiError> {
     let p = params(raw, &HEATMAP_PARAMS, &[])?;
@@ -116,23 +117,10 @@ async fn heatmap_image(
     Ok(image(format, bytes))
 }
 
-pub(super) async fn heatmap_svg(
+/// `GET /api/v1/latency.svg|png`.
+pub(super) async fn latency_image(
     State(state): State<AppState>,
     Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    heatmap_image(state, raw, Format::Svg).await
-}
-
-pub(super) async fn heatmap_png(
-    State(state): State<AppState>,
-    Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    heatmap_image(state, raw, Format::Png).await
-}
-
-async fn latency_image(
-    state: AppState,
-    raw: Vec<(String, String)>,
     format: Format,
 ) -> Result<Response, ApiError> {
     let p = params(raw, &FILTER, &["step"])?;
@@ -175,24 +163,11 @@ async fn latency_image(
     Ok(image(format, bytes))
 }
 
-pub(super) async fn latency_svg(
+/// `GET /api/v1/deploys/{id}/comparison.svg|png`.
+pub(super) async fn comparison_image(
     State(state): State<AppState>,
+    Path(id): Path<String>,
     Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    latency_image(state, raw, Format::Svg).await
-}
-
-pub(super) async fn latency_png(
-    State(state): State<AppState>,
-    Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    latency_image(state, raw, Format::Png).await
-}
-
-async fn comparison_image(
-    state: AppState,
-    id: String,
-    raw: Vec<(String, String)>,
     format: Format,
 ) -> Result<Response, ApiError> {
     let p = params(raw, &["transaction"], &[])?;
@@ -234,20 +209,4 @@ async fn comparison_image(
     })
     .await?;
     Ok(image(format, bytes))
-}
-
-pub(super) async fn comparison_svg(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    comparison_image(state, id, raw, Format::Svg).await
-}
-
-pub(super) async fn comparison_png(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(raw): RawQuery,
-) -> Result<Response, ApiError> {
-    comparison_image(state, id, raw, Format::Png).await
 }

@@ -34,6 +34,9 @@ pub struct AppState {
 
 pub(crate) type RawQuery = Query<Vec<(String, String)>>;
 
+const SVG: crate::render::Format = crate::render::Format::Svg;
+const PNG: crate::render::Format = crate::render::Format::Png;
+
 /// Returns the API router.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -48,17 +51,29 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(trace))
         .route("/api/v1/breakdown", get(breakdown))
         .route("/api/v1/heatmap", get(heatmap))
-        .route("/api/v1/heatmap.svg", get(charts::heatmap_svg))
-        .route("/api/v1/heatmap.png", get(charts::heatmap_png))
-        .route("/api/v1/latency.svg", get(charts::latency_svg))
-        .route("/api/v1/latency.png", get(charts::latency_png))
+        .route(
+            "/api/v1/heatmap.svg",
+            get(|s, q| charts::heatmap_image(s, q, SVG)),
+        )
+        .route(
+            "/api/v1/heatmap.png",
+            get(|s, q| charts::heatmap_image(s, q, PNG)),
+        )
+        .route(
+            "/api/v1/latency.svg",
+            get(|s, q| charts::latency_image(s, q, SVG)),
+        )
+        .route(
+            "/api/v1/latency.png",
+            get(|s, q| charts::latency_image(s, q, PNG)),
+        )
         .route(
             "/api/v1/deploys/{id}/comparison.svg",
-            get(charts::comparison_svg),
+            get(|s, id, q| charts::comparison_image(s, id, q, SVG)),
         )
         .route(
             "/api/v1/deploys/{id}/comparison.png",
-            get(charts::comparison_png),
+            get(|s, id, q| charts::comparison_image(s, id, q, PNG)),
         )
         .route("/api/v1/deploys", get(deploys::list).post(deploys::record))
         .route("/api/v1/deploys/{id}", get(deploys::one))
