@@ -613,9 +613,13 @@ async fn scenario(b: &Browser, server: &Server) -> Result<()> {
 
     // A canary comparison from the form: 1.0 against 2.0 over the last hour.
     b.goto("/#/service/shop").await?;
+    // Every card filled first, so no card still loading shifts the form under the click.
     b.wait(
-        "the compare form",
-        "return document.querySelector('#compare-form select[name=canary_version]')",
+        "the compare form and the cards above it",
+        "return document.querySelector('#compare-form select[name=canary_version]') && \
+         document.querySelector('#deploys .deploy-row .verdict') && \
+         document.querySelector('#breakdown tr[data-operation]') && \
+         document.querySelectorAll('#trends svg.trend').length === 3",
     )
     .await?;
     b.js("const f = document.getElementById('compare-form'); \

@@ -30,7 +30,7 @@ export async function renderService(root, ctx, { service, transaction }, view) {
   const deploysCard = h('section', { class: 'card', id: 'deploys' });
   const compareCard = h('section', { class: 'card', id: 'compare' });
   const doraCard = h('section', { class: 'card', id: 'dora' });
-  root.append(hitmapCard, selectionCard, traceCard, h('div', { class: 'row' }, trends, breakdown), deploysCard, doraCard, compareCard);
+  root.append(hitmapCard, selectionCard, traceCard, h('div', { class: 'row' }, trends, breakdown), deploysCard, compareCard, doraCard);
 
   let info;
   try {
