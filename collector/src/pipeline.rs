@@ -270,7 +270,7 @@ impl Pipeline {
             limit: usize::MAX,
             ..query.clone()
         })?;
-        let mut shown = hide_superseded(all.clone(), &all);
+        let mut shown = hide_superseded(all);
         shown.truncate(limit);
         Ok(shown)
     }

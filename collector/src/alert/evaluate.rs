@@ -194,14 +194,6 @@ pub fn conditions(
     now_ms: i64,
 ) -> Result<Vec<Candidate>, StoreError> {
     let c = &rule.config;
-    let channels = c.channels.clone().unwrap_or_else(|| {
-        config
-            .alerts
-            .channels
-            .iter()
-            .map(|ch| ch.name().to_owned())
-            .collect()
-    });
     let alert = |key: String, service: &str, summary: String, reasons: Vec<String>| Alert {
         key,
         rule: c.name.clone(),
@@ -228,7 +220,7 @@ pub fn conditions(
                 to_ms: None,
                 limit: usize::MAX,
             })?;
-            let deploys = hide_superseded(all.clone(), &all);
+            let deploys = hide_superseded(all);
             // Newest first: a deploy's regression holds until a later deploy of the same
             // service and environment is judged without one (a fix or a rollback).
             let mut healed: BTreeSet<(String, String)> = BTreeSet::new();
@@ -270,7 +262,7 @@ pub fn conditions(
                 a.link = link(config, &format!("/api/v1/deploys/{}/comparison", d.id));
                 out.push(Candidate {
                     alert: a,
-                    channels: channels.clone(),
+                    channels: rule.channels.clone(),
                 });
             }
         }
@@ -306,7 +298,7 @@ pub fn conditions(
                 a.link = link(config, &format!("/api/v1/compare?service={service}"));
                 out.push(Candidate {
                     alert: a,
-                    channels: channels.clone(),
+                    channels: rule.channels.clone(),
                 });
             }
         }
@@ -325,7 +317,7 @@ pub fn conditions(
                     a.link = link(config, "/");
                     out.push(Candidate {
                         alert: a,
-                        channels: channels.clone(),
+                        channels: rule.channels.clone(),
                     });
                 }
             }
@@ -375,18 +367,9 @@ pub fn evaluate(
     now_ms: i64,
 ) -> Result<Evaluation, StoreError> {
     let mut found: BTreeMap<String, Candidate> = BTreeMap::new();
-    let mut channels_of: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut channels_of: BTreeMap<&str, &Vec<String>> = BTreeMap::new();
     for rule in rules {
-        let all = config
-            .alerts
-            .channels
-            .iter()
-            .map(|c| c.name().to_owned())
-            .collect();
-        channels_of.insert(
-            rule.config.name.as_str(),
-            rule.config.channels.clone().unwrap_or(all),
-        );
+        channels_of.insert(rule.config.name.as_str(), &rule.channels);
         for candidate in conditions(store, config, rule, now_ms)? {
             found.insert(candidate.alert.key.clone(), candidate);
         }

@@ -98,7 +98,7 @@ pub async fn deliver_due(
     Ok(pass)
 }
 
-/// Marks a delivery's fields for display: used by `GET /api/v1/alerts`.
+/// Returns a delivery as `GET /api/v1/alerts` lists it.
 pub fn summary(entry: &OutboxEntry) -> serde_json::Value {
     serde_json::json!({
         "channel": entry.channel,

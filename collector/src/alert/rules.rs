@@ -137,6 +137,8 @@ pub struct Rule {
     pub for_ms: i64,
     /// Fewest transactions to judge.
     pub min_count: u64,
+    /// The channels it notifies: its `channels`, or every configured channel.
+    pub channels: Vec<String>,
 }
 
 fn need(
@@ -262,6 +264,10 @@ impl AlertsConfig {
                 config: r.clone(),
                 for_ms: i64::from(for_s) * 1000,
                 min_count: r.min_count.unwrap_or(20),
+                channels: r
+                    .channels
+                    .clone()
+                    .unwrap_or_else(|| channel_names.iter().map(|&c| c.to_owned()).collect()),
             });
         }
         if self.evaluate_every_s == 0 || self.renotify_after_s == 0 || self.give_up_after_s == 0 {

@@ -185,19 +185,24 @@ impl Deploy {
     }
 }
 
-/// Removes the automatic markers of versions that also have a recorded deploy: the recorded
-/// one is authoritative (it carries the real time, commit and description).
-pub fn hide_superseded(deploys: Vec<Deploy>, explicit: &[Deploy]) -> Vec<Deploy> {
+/// Removes the automatic markers of versions that also have a recorded deploy among
+/// `deploys`: the recorded one is authoritative (it carries the real time, commit and
+/// description).
+pub fn hide_superseded(deploys: Vec<Deploy>) -> Vec<Deploy> {
+    let recorded: std::collections::HashSet<(String, String, String)> = deploys
+        .iter()
+        .filter(|d| !d.automatic)
+        .map(|d| (d.service.clone(), d.environment.clone(), d.version.clone()))
+        .collect();
     deploys
         .into_iter()
         .filter(|d| {
             !d.automatic
-                || !explicit.iter().any(|e| {
-                    !e.automatic
-                        && e.service == d.service
-                        && e.environment == d.environment
-                        && e.version == d.version
-                })
+                || !recorded.contains(&(
+                    d.service.clone(),
+                    d.environment.clone(),
+                    d.version.clone(),
+                ))
         })
         .collect()
 }
@@ -286,7 +291,7 @@ mod tests {
         let other = Deploy::automatic("checkout", "default", "2.0.2", NOW);
         let explicit = request().into_deploy(NOW, 0).unwrap();
         let all = vec![auto, other.clone(), explicit.clone()];
-        let shown = hide_superseded(all.clone(), &all);
+        let shown = hide_superseded(all);
         assert_eq!(shown, vec![other, explicit]);
     }
 }

@@ -12,7 +12,6 @@ use crate::alert::outbox::summary;
 use crate::alert::store::AlertQuery;
 use crate::compare::report::{Report, Status};
 use crate::deploys::DeployQuery;
-use crate::deploys::model::hide_superseded;
 use crate::error::ApiError;
 
 /// Most alerts one listing returns.
@@ -87,7 +86,7 @@ pub(super) async fn dora_metrics(
     let body = blocking(move || {
         let store = pipeline.store();
         let c = &pipeline.config().compare;
-        let all = store.deploys(&DeployQuery {
+        let recorded = pipeline.deploys(&DeployQuery {
             service: Some(service.clone()),
             environment: None,
             from_ms: Some(from_ms),
@@ -95,7 +94,7 @@ pub(super) async fn dora_metrics(
             limit: usize::MAX,
         })?;
         let mut deploys = Vec::new();
-        for d in hide_superseded(all.clone(), &all) {
+        for d in recorded {
             let verdict = match store.comparison(&d.id)? {
                 Some(text) => serde_json::from_str::<Report>(&text)
                     .ok()

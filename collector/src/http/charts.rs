@@ -6,13 +6,14 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use super::params::Params;
-use super::{AppState, FILTER, HEATMAP_PARAMS, RawQuery, blocking, heatmap_request, now_ms};
+use super::{AppState, FILTER, HEATMAP_PARAMS, RawQuery, blocking, heatmap_request, trend_windows};
 use crate::compare::report;
 use crate::deploys::DeployQuery;
 use crate::error::{ApiError, ErrorCode};
 use crate::pipeline::Pipeline;
-use crate::query::{self, range};
+use crate::query::{self, range::Windows};
 use crate::render::{self, Format, Marker};
+use crate::store::SeriesFilter;
 
 const SIZE: [&str; 2] = ["width", "height"];
 /// Largest width or height, px.
@@ -52,22 +53,22 @@ fn rendered(r: Result<Vec<u8>, render::RenderError>) -> Result<Vec<u8>, ApiError
     })
 }
 
-/// The deploys of a service with time in `[from_ms, to_ms)`, as markers.
+/// The deploys of the filter's service (and environment) inside the windows, as markers; none
+/// without a service.
 fn markers(
     pipeline: &Pipeline,
-    service: Option<&String>,
-    from_ms: i64,
-    to_ms: i64,
+    filter: &SeriesFilter,
+    windows: &Windows,
 ) -> Result<Vec<Marker>, ApiError> {
-    let Some(service) = service else {
+    let Some(service) = &filter.service else {
         return Ok(Vec::new());
     };
     Ok(pipeline
         .deploys(&DeployQuery {
             service: Some(service.clone()),
-            environment: None,
-            from_ms: Some(from_ms),
-            to_ms: Some(to_ms),
+            environment: filter.environment.clone(),
+            from_ms: Some(windows.from_ms),
+            to_ms: Some(windows.to_ms),
             limit: 1000,
         })?
         .into_iter()
@@ -78,7 +79,7 @@ fn markers(
         .collect())
 }
 
-fn title(filter: &crate::store::SeriesFilter, what: &str) -> String {
+fn title(filter: &SeriesFilter, what: &str) -> String {
     match (&filter.service, &filter.transaction) {
         (Some(s), Some(t)) => format!("{what}: {s} · {t}"),
         (Some(s), None) => format!("{what}: {s}"),
@@ -99,12 +100,7 @@ pub(super) async fn heatmap_image(
     let bytes = blocking(move || {
         let data =
             query::heatmap::heatmap(pipeline.store().as_ref(), &filter, &windows, step_ms, &axis)?;
-        let markers = markers(
-            &pipeline,
-            filter.service.as_ref(),
-            windows.from_ms,
-            windows.to_ms,
-        )?;
+        let markers = markers(&pipeline, &filter, &windows)?;
         rendered(render::heatmap_chart(
             &title(&filter, "hitmap"),
             &data,
@@ -126,15 +122,7 @@ pub(super) async fn latency_image(
     let p = params(raw, &FILTER, &["step"])?;
     let size = size(&p, (900, 420))?;
     let config = std::sync::Arc::clone(state.pipeline.config());
-    let now = now_ms();
-    let step = p.seconds("step")?.map(|s| s * 1000);
-    let windows = p.range(now)?.windows(&config.aggregation, now, step);
-    let step_ms = range::step_ms(&windows, step);
-    if (windows.to_ms - windows.from_ms) / step_ms > 2_000 {
-        return Err(ApiError::invalid(
-            "too many points: use a larger `step` or a shorter range",
-        ));
-    }
+    let (windows, step_ms) = trend_windows(&p, &config, 2_000)?;
     let filter = p.filter();
     let pipeline = state.pipeline;
     let bytes = blocking(move || {
@@ -145,12 +133,7 @@ pub(super) async fn latency_image(
             step_ms,
             config.query.apdex_t_ms,
         )?;
-        let markers = markers(
-            &pipeline,
-            filter.service.as_ref(),
-            windows.from_ms,
-            windows.to_ms,
-        )?;
+        let markers = markers(&pipeline, &filter, &windows)?;
         rendered(render::latency_chart(
             &title(&filter, "latency"),
             &data,

@@ -155,9 +155,6 @@ async fn latency(
         .collect();
     let p = Params::new(raw, &allowed)?;
     let config = Arc::clone(state.pipeline.config());
-    let now = now_ms();
-    let range = p.range(now)?;
-    let step = p.seconds("step")?.map(|s| s * 1000);
     let apdex_t_ms = p
         .non_negative("apdex_t_ms")?
         .unwrap_or(config.query.apdex_t_ms);
@@ -167,13 +164,7 @@ async fn latency(
         ));
     }
     let filter = p.filter();
-    let windows = range.windows(&config.aggregation, now, step);
-    let step_ms = range::step_ms(&windows, step);
-    if (windows.to_ms - windows.from_ms) / step_ms > 10_000 {
-        return Err(ApiError::invalid(
-            "too many points: use a larger `step` or a shorter range",
-        ));
-    }
+    let (windows, step_ms) = trend_windows(&p, &config, 10_000)?;
     let pipeline = state.pipeline;
     let body = blocking(move || {
         query::latency(
@@ -186,6 +177,25 @@ async fn latency(
     })
     .await?;
     Ok(Json(body).into_response())
+}
+
+/// Parses `from`, `to` and `step` of a trend: the windows answering the range and the step
+/// between points (a whole number of windows); at most `max_points` points.
+pub(crate) fn trend_windows(
+    p: &Params,
+    config: &crate::config::Config,
+    max_points: i64,
+) -> Result<(Windows, i64), ApiError> {
+    let now = now_ms();
+    let step = p.seconds("step")?.map(|s| s * 1000);
+    let windows = p.range(now)?.windows(&config.aggregation, now, step);
+    let step_ms = range::step_ms(&windows, step);
+    if (windows.to_ms - windows.from_ms) / step_ms > max_points {
+        return Err(ApiError::invalid(
+            "too many points: use a larger `step` or a shorter range",
+        ));
+    }
+    Ok((windows, step_ms))
 }
 
 /// Parses the filter and the range (aligned to windows) shared by `histogram` and `breakdown`.
