@@ -23,6 +23,7 @@ pub mod alert;
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod demo;
 pub mod deploys;
 pub mod error;
 pub mod http;

@@ -8,21 +8,29 @@ use headlight_collector::cli::{Cli, Command, ServeArgs, run_client};
 use headlight_collector::server::Server;
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The demo's terminal is its story: the collector's own log only says warnings there.
+    let default_level = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HEADLIGHT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
         .and_then(|runtime| match cli.command {
             Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => runtime
+                .block_on(headlight_collector::demo::run(args))
+                .map(|()| ExitCode::SUCCESS),
             client => runtime.block_on(run_client(client)),
         });
     match result {

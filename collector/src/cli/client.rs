@@ -21,13 +21,16 @@ pub const EXIT_INSUFFICIENT_DATA: u8 = 4;
 /// Per-request timeout of the client commands.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct Client {
+/// The collector's HTTP API, as the client commands (and `headlight demo`) use it.
+#[derive(Debug)]
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
 }
 
 impl Client {
-    fn new(url: &str) -> anyhow::Result<Self> {
+    /// A client of the collector at `url` (`http://host:port`).
+    pub(crate) fn new(url: &str) -> anyhow::Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
             bail!("--url {url:?}: only http:// URLs are supported (put TLS in a proxy in front)");
@@ -39,7 +42,8 @@ impl Client {
         Ok(Self { http, base })
     }
 
-    async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+    /// The body of a successful answer; an error carrying the collector's message otherwise.
+    async fn body(response: reqwest::Response) -> anyhow::Result<bytes::Bytes> {
         let status = response.status();
         let body = response
             .bytes()
@@ -52,26 +56,48 @@ impl Client {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             bail!("the collector answered {status}: {message}");
         }
+        Ok(body)
+    }
+
+    async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
+        let body = Self::body(response).await?;
         serde_json::from_slice(&body).context("the collector's answer is not the expected JSON")
     }
 
-    async fn get<T: DeserializeOwned>(
+    async fn send(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> anyhow::Result<T> {
+    ) -> anyhow::Result<reqwest::Response> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .http
+        self.http
             .get(&url)
             .query(query)
             .send()
             .await
-            .with_context(|| format!("cannot reach the collector at {url}"))?;
-        Self::answer(response).await
+            .with_context(|| format!("cannot reach the collector at {url}"))
     }
 
-    async fn post<T: DeserializeOwned>(
+    /// `GET {path}?{query}`, the answer's bytes (a chart).
+    pub(crate) async fn get_bytes(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<bytes::Bytes> {
+        Self::body(self.send(path, query).await?).await
+    }
+
+    /// `GET {path}?{query}`, the answer's JSON.
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        Self::answer(self.send(path, query).await?).await
+    }
+
+    /// `POST {path}` with a JSON body, the answer's JSON.
+    pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
         body: &impl serde::Serialize,
@@ -129,6 +155,11 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit_status(report)))
 }
 
+/// Records a deploy marker (what `headlight deploy` does).
+pub(crate) async fn record_deploy(client: &Client, request: &NewDeploy) -> anyhow::Result<Deploy> {
+    client.post("/api/v1/deploys", request).await
+}
+
 #[allow(clippy::print_stdout)] // the deploy id is the command's output
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.client.url)?;
@@ -149,7 +180,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
             .map(|t| time_arg("commit-time", t))
             .transpose()?,
     };
-    let deploy: Deploy = client.post("/api/v1/deploys", &request).await?;
+    let deploy = record_deploy(&client, &request).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&deploy)?);
     } else {
@@ -247,7 +278,7 @@ async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
 /// Runs a client command (`deploy`, `compare`, `gate`) and returns its exit status.
 pub async fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(_) => bail!("`serve` is not a client command"),
+        Command::Serve(_) | Command::Demo(_) => bail!("not a client command"),
         Command::Deploy(args) => deploy(args).await,
         Command::Compare(args) => compare(args).await,
         Command::Gate(args) => gate(args).await,

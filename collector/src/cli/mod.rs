@@ -1,8 +1,8 @@
 //! The `headlight` command line: `serve`, and the client commands `deploy`, `compare` and
 //! `gate` that talk to a running collector's HTTP API.
 
-mod client;
-mod table;
+pub(crate) mod client;
+pub(crate) mod table;
 
 pub use client::{EXIT_INSUFFICIENT_DATA, EXIT_REGRESSION, run_client};
 
@@ -35,6 +35,21 @@ pub enum Command {
     /// Waits until a deploy's after-window is complete, then prints its comparison and exits
     /// like `compare` (4 also when the timeout passes first).
     Gate(GateArgs),
+    /// The whole story in about two minutes: a collector, two instrumented services with
+    /// traffic, a deploy that regresses, a canary that is fine, the comparisons, the alert and
+    /// the charts; then the UI until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+/// `headlight demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Ends after the story instead of serving the UI until Ctrl-C.
+    #[arg(long)]
+    pub exit: bool,
+    /// Where the charts, the summary, the webhook log and the configuration go.
+    #[arg(long, default_value = "headlight-demo")]
+    pub out: PathBuf,
 }
 
 /// Where the collector's API is.

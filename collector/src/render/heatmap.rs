@@ -36,7 +36,7 @@ impl Chart for Hitmap<'_> {
             .configure_mesh()
             .disable_mesh()
             .x_labels(8)
-            .x_label_formatter(&|x| clock(*x))
+            .x_label_formatter(&|x| clock(*x, x1 - x0))
             .y_labels(8)
             .y_label_formatter(&|j| {
                 let i = (j.round() as usize).min(edges.len().saturating_sub(1));

@@ -40,7 +40,7 @@ fn panel<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_labels(8)
-        .x_label_formatter(&|x| clock(*x))
+        .x_label_formatter(&|x| clock(*x, x1 - x0))
         .y_labels(4)
         .y_desc(unit)
         .label_style((FAMILY, 11))

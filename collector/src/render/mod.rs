@@ -108,10 +108,16 @@ pub(crate) fn render(
     }
 }
 
-/// Formats unix ms as `HH:MM` (UTC).
-pub(crate) fn clock(ms: i64) -> String {
-    let minutes = ms.div_euclid(60_000).rem_euclid(1440);
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+/// Formats unix ms as `HH:MM` (UTC), or `HH:MM:SS` on an axis spanning less than 15 minutes
+/// (where labels a minute apart would repeat).
+pub(crate) fn clock(ms: i64, span_ms: i64) -> String {
+    let seconds = ms.div_euclid(1000).rem_euclid(86_400);
+    let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+    if span_ms < 15 * 60_000 {
+        format!("{h:02}:{m:02}:{s:02}")
+    } else {
+        format!("{h:02}:{m:02}")
+    }
 }
 
 /// A deploy marker to draw: time and label.
