@@ -4,7 +4,7 @@ import { fmtMsShort, fmtTick, timeStep, niceStep } from './format.js';
 
 const NS = 'http://www.w3.org/2000/svg';
 const W = 640; const H = 170;
-const M = { left: 52, right: 10, top: 18, bottom: 22 };
+const M = { left: 64, right: 10, top: 18, bottom: 22 };
 
 function s(tag, attrs, text) {
   const el = document.createElementNS(NS, tag);

@@ -268,6 +268,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     story.end().await;
     server.shutdown().await.context("final flush failed")?;
     drop(store_dir);
+    story
+        .term
+        .say("the demo has ended; its temporary store is removed");
     result
 }
 
@@ -680,7 +683,7 @@ impl Story {
 
     async fn serve_until_ctrl_c(&mut self) {
         self.term.say(&format!(
-            "\nThe UI is at {ui}/ and the traffic goes on. Where to click:\n  {ui}/#/service/{CHECKOUT}  the hitmap: the dots of {SLOW_ROUTE} rise at the 2.0.0 line; drag over them to list those transactions, click one for its trace ({SLOW_OPERATION} is the long bar)\n  {ui}/#/deploy/{deploy}  the deploy's report: verdicts, reasons, suspects and the before/after overlay\nCtrl-C ends the demo.",
+            "\nThe UI is at {ui}/ and the traffic goes on. Where to click:\n  {ui}/?range=300#/service/{CHECKOUT}  the hitmap: the dots of {SLOW_ROUTE} rise at the 2.0.0 line; drag over them to list those transactions, click one for its trace ({SLOW_OPERATION} is the long bar)\n  {ui}/?range=300#/deploy/{deploy}  the deploy's report: verdicts, reasons, suspects and the before/after overlay\nCtrl-C ends the demo.",
             ui = self.ui,
             deploy = self.deploy_id.as_deref().unwrap_or("")
         ));

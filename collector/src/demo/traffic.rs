@@ -62,6 +62,7 @@ pub struct Live {
 /// The running traffic.
 #[derive(Debug)]
 pub struct Traffic {
+    started: Instant,
     seen: Arc<Mutex<Seen>>,
     targets: watch::Sender<Targets>,
     stop: watch::Sender<bool>,
@@ -76,6 +77,7 @@ impl Traffic {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(run(Arc::clone(&seen), targets_rx, stop_rx));
         Self {
+            started: Instant::now(),
             seen,
             targets,
             stop,
@@ -114,7 +116,10 @@ impl Traffic {
         };
         #[allow(clippy::cast_precision_loss)]
         Live {
-            rate: n / LIVE_WINDOW.as_secs_f64(),
+            rate: n / LIVE_WINDOW
+                .min(self.started.elapsed())
+                .as_secs_f64()
+                .max(0.1),
             p95_ms,
             error_pct: if n > 0.0 {
                 failed as f64 * 100.0 / n
