@@ -21,8 +21,23 @@ struct Received {
     spans: AtomicU64,
 }
 
-#[derive(Debug, Clone)]
-struct Discard(Arc<Received>);
+/// A `TraceService` that decodes every request and discards it, counting what it received.
+#[derive(Debug, Clone, Default)]
+pub struct Discard(Arc<Received>);
+
+impl Discard {
+    /// The tonic service, accepting gzip, with a 64 MiB request limit.
+    pub fn service(&self) -> TraceServiceServer<Self> {
+        TraceServiceServer::new(self.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(64 << 20)
+    }
+
+    /// Spans received so far.
+    pub fn spans(&self) -> u64 {
+        self.0.spans.load(Relaxed)
+    }
+}
 
 #[tonic::async_trait]
 impl TraceService for Discard {
@@ -62,10 +77,9 @@ impl Sink {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let received = Arc::new(Received::default());
-        let service = TraceServiceServer::new(Discard(Arc::clone(&received)))
-            .accept_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(64 << 20);
+        let discard = Discard::default();
+        let received = Arc::clone(&discard.0);
+        let service = discard.service();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("otlp-sink".to_owned())

@@ -196,6 +196,15 @@ pub struct LimitsConfig {
     pub max_attributes_per_span: usize,
     /// Longest attribute value kept, in bytes; longer ones are truncated; default 4096.
     pub max_attribute_value_bytes: usize,
+    /// Export requests converted and aggregated at once; more wait up to 250 ms, then are
+    /// refused (`UNAVAILABLE` + `RetryInfo`, HTTP 503 + `Retry-After`); default 8.
+    pub max_concurrent_exports: usize,
+    /// Spans accepted but not yet written to the store above which requests are refused the
+    /// same way (the store is behind or failing); default 500 000.
+    pub max_buffered_spans: u64,
+    /// Resident memory of the process, MiB, above which requests are refused the same way;
+    /// 0 = no limit; default 1024.
+    pub memory_limit_mib: u64,
 }
 
 impl Default for LimitsConfig {
@@ -206,6 +215,9 @@ impl Default for LimitsConfig {
             max_future_skew_ms: 600_000,
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 4096,
+            max_concurrent_exports: 8,
+            max_buffered_spans: 500_000,
+            memory_limit_mib: 1024,
         }
     }
 }
@@ -360,6 +372,21 @@ impl Config {
         let l = &self.limits;
         if l.max_request_bytes < 1024 {
             return Err(invalid("limits.max_request_bytes", "must be at least 1024"));
+        }
+        if !(1..=4096).contains(&l.max_concurrent_exports) {
+            return Err(invalid(
+                "limits.max_concurrent_exports",
+                "must be within 1..=4096",
+            ));
+        }
+        if l.max_buffered_spans == 0 {
+            return Err(invalid("limits.max_buffered_spans", "must be at least 1"));
+        }
+        if l.memory_limit_mib != 0 && l.memory_limit_mib < 64 {
+            return Err(invalid(
+                "limits.memory_limit_mib",
+                "must be 0 (no limit) or at least 64",
+            ));
         }
         if l.max_span_duration_ms == 0 || l.max_span_duration_ms > 3_600_000 {
             return Err(invalid(

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use headlight_collector::cli::{Cli, Command, ServeArgs, run_client};
+use headlight_collector::cli::{Cli, Command, LoadgenArgs, ServeArgs, run_client};
 use headlight_collector::server::Server;
 
 fn main() -> ExitCode {
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         .context("cannot start the async runtime")
         .and_then(|runtime| match cli.command {
             Command::Serve(args) => runtime.block_on(serve(args)).map(|()| ExitCode::SUCCESS),
+            Command::Loadgen(args) => runtime.block_on(loadgen(args)),
             Command::Demo(args) => runtime
                 .block_on(headlight_collector::demo::run(args))
                 .map(|()| ExitCode::SUCCESS),
@@ -43,6 +44,18 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[allow(clippy::print_stdout)] // the report is the command's output
+async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
+    let plan = args.plan()?;
+    let report = headlight_collector::loadgen::run(plan, true).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", headlight_collector::loadgen::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -17,6 +17,7 @@ use crate::deploys::model::hide_superseded;
 use crate::deploys::versions::{KnownVersions, NewVersion};
 use crate::deploys::{Deploy, DeployQuery, NewDeploy};
 use crate::error::ApiError;
+use crate::ingest::admission::{Admission, Refusal};
 use crate::ingest::convert::{self, RejectReason, TimeBounds};
 use crate::store::{
     RetentionCutoffs, RetentionReport, SeriesFilter, Store, StoreError, WriteBatch,
@@ -65,8 +66,13 @@ pub struct Pipeline {
     /// The headlight agents' drop counters (in memory; they come back with the next report).
     agent_drops: Mutex<AgentDrops>,
     /// Held for a whole flush, so batches reach the store in order; holds a batch whose write
-    /// failed, to be written before the next one.
-    flush_state: Mutex<Option<WriteBatch>>,
+    /// failed (and how many accepted spans it carries), to be written before the next one.
+    flush_state: Mutex<Option<(WriteBatch, u64)>>,
+    /// Spans applied to the aggregator since its last drain (changed under its lock).
+    applied_since_drain: AtomicU64,
+    /// Spans accepted whose data has not reached the store yet: what admission control bounds.
+    buffered_spans: AtomicU64,
+    admission: Admission,
     /// Versions each service reported, for automatic deploy markers.
     versions: Mutex<KnownVersions>,
     counters: PipelineCounters,
@@ -86,11 +92,14 @@ impl Pipeline {
         let aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &known);
         let versions = KnownVersions::new(&known);
         Ok(Self {
+            admission: Admission::new(&config.limits),
             config,
             store,
             aggregator: Mutex::new(aggregator),
             agent_drops: Mutex::new(AgentDrops::default()),
             flush_state: Mutex::new(None),
+            applied_since_drain: AtomicU64::new(0),
+            buffered_spans: AtomicU64::new(0),
             versions: Mutex::new(versions),
             counters: PipelineCounters::default(),
         })
@@ -165,7 +174,11 @@ impl Pipeline {
             Vec::new()
         };
         if !converted.spans.is_empty() {
-            lock(&self.aggregator).apply(converted.spans, Instant::now());
+            let n = converted.spans.len() as u64;
+            let mut aggregator = lock(&self.aggregator);
+            aggregator.apply(converted.spans, Instant::now());
+            self.applied_since_drain.fetch_add(n, Ordering::Relaxed);
+            self.buffered_spans.fetch_add(n, Ordering::Relaxed);
         }
         for new in new_versions {
             self.record_automatic_deploy(new);
@@ -309,33 +322,61 @@ impl Pipeline {
     /// written first by the next flush, so nothing acknowledged is dropped by a store error.
     pub fn flush(&self) -> Result<(), StoreError> {
         let mut retry = lock(&self.flush_state);
-        let fresh = {
+        let (fresh, fresh_spans) = {
             let mut aggregator = lock(&self.aggregator);
             aggregator.expire(Instant::now());
-            aggregator.drain()
+            let spans = self.applied_since_drain.swap(0, Ordering::Relaxed);
+            (aggregator.drain(), spans)
         };
-        if let Some(failed) = retry.take() {
+        if let Some((failed, failed_spans)) = retry.take() {
             if let Err(e) = self.store.write(&failed) {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                *retry = Some(merge_batches(failed, fresh));
+                *retry = Some((merge_batches(failed, fresh), failed_spans + fresh_spans));
                 return Err(e);
             }
             self.counters.writes.fetch_add(1, Ordering::Relaxed);
+            self.buffered_spans
+                .fetch_sub(failed_spans, Ordering::Relaxed);
         }
         if fresh.is_empty() {
+            self.buffered_spans
+                .fetch_sub(fresh_spans, Ordering::Relaxed);
             return Ok(());
         }
         match self.store.write(&fresh) {
             Ok(()) => {
                 self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.buffered_spans
+                    .fetch_sub(fresh_spans, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                *retry = Some(fresh);
+                *retry = Some((fresh, fresh_spans));
                 Err(e)
             }
         }
+    }
+
+    /// Admission control (ingest/admission.rs): waits for an export slot and checks the
+    /// buffered spans and the memory. Hold the permit while the request is handled.
+    pub async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, (Refusal, String)> {
+        let buffered = self.buffered_spans();
+        self.admission
+            .admit(buffered)
+            .await
+            .map_err(|why| (why, self.admission.message(why, buffered)))
+    }
+
+    /// Admission control's counters.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Spans accepted whose data has not reached the store yet (the aggregator's since its last
+    /// drain, the batch being written, a failed batch waiting to be written again).
+    pub fn buffered_spans(&self) -> u64 {
+        self.buffered_spans.load(Ordering::Relaxed)
     }
 
     /// Returns whether a failed batch is waiting to be written.

@@ -278,7 +278,9 @@ async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
 /// Runs a client command (`deploy`, `compare`, `gate`) and returns its exit status.
 pub async fn run_client(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(_) | Command::Demo(_) => bail!("not a client command"),
+        Command::Serve(_) | Command::Demo(_) | Command::Loadgen(_) => {
+            bail!("not a client command")
+        }
         Command::Deploy(args) => deploy(args).await,
         Command::Compare(args) => compare(args).await,
         Command::Gate(args) => gate(args).await,

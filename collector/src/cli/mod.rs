@@ -39,6 +39,106 @@ pub enum Command {
     /// traffic, a deploy that regresses, a canary that is fine, the comparisons, the alert and
     /// the charts; then the UI until Ctrl-C.
     Demo(DemoArgs),
+    /// Sends OTLP traffic at a fixed rate or at saturation and reports what was accepted,
+    /// rejected and failed, the achieved rate and the export latency.
+    Loadgen(LoadgenArgs),
+}
+
+/// `headlight loadgen`.
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// The collector's OTLP listener: the gRPC one (4317) or, with `--protocol http`, the HTTP
+    /// one (4318).
+    #[arg(long, default_value = "http://127.0.0.1:4317")]
+    pub endpoint: String,
+    /// The transport.
+    #[arg(long, value_enum, default_value = "grpc")]
+    pub protocol: crate::loadgen::Protocol,
+    /// Spans per second over all connections; 0 sends as fast as the collector answers.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub rate: f64,
+    /// How long to send, e.g. `30s` or `10m`.
+    #[arg(long, default_value = "30s")]
+    pub duration: String,
+    /// Spans per request (rounded up to whole traces).
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Concurrent connections, each with one request in flight.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Services (`loadgen-0`, `loadgen-1`…).
+    #[arg(long, default_value_t = 4)]
+    pub services: u32,
+    /// Transactions per service (`GET /route/0`…).
+    #[arg(long, default_value_t = 10)]
+    pub transactions: u32,
+    /// Spans per trace: the transaction and its children.
+    #[arg(long, default_value_t = 5)]
+    pub spans_per_trace: u32,
+    /// Attributes per span.
+    #[arg(long, default_value_t = 3)]
+    pub attributes: u32,
+    /// Median transaction duration, ms (log-normal).
+    #[arg(long, default_value_t = 20.0)]
+    pub latency_median_ms: f64,
+    /// Shape (sigma) of the log-normal durations.
+    #[arg(long, default_value_t = 0.6)]
+    pub latency_sigma: f64,
+    /// Share of failed transactions, 0..1.
+    #[arg(long, default_value_t = 0.01)]
+    pub error_ratio: f64,
+    /// Compress the requests with gzip.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Do not retry retryable failures (UNAVAILABLE, 503…); count them as failed.
+    #[arg(long)]
+    pub no_retry: bool,
+    /// Prints the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl LoadgenArgs {
+    /// The plan these arguments describe.
+    pub fn plan(&self) -> anyhow::Result<crate::loadgen::Plan> {
+        let duration = crate::http::params::parse_duration_s(&self.duration)
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--duration {:?}: not a duration like 30s or 10m",
+                    self.duration
+                )
+            })?;
+        if !(0.0..=1.0).contains(&self.error_ratio) {
+            anyhow::bail!("--error-ratio must be within 0..1");
+        }
+        if !(self.latency_median_ms > 0.0 && self.latency_sigma >= 0.0) {
+            anyhow::bail!("--latency-median-ms must be positive and --latency-sigma not negative");
+        }
+        if self.services == 0 || self.transactions == 0 || self.spans_per_trace == 0 {
+            anyhow::bail!("--services, --transactions and --spans-per-trace must be at least 1");
+        }
+        Ok(crate::loadgen::Plan {
+            endpoint: self.endpoint.clone(),
+            protocol: self.protocol,
+            rate: (self.rate > 0.0).then_some(self.rate),
+            duration: std::time::Duration::from_secs(duration.unsigned_abs()),
+            batch: self.batch,
+            connections: self.connections,
+            gzip: self.gzip,
+            retry: !self.no_retry,
+            request_deadline: std::time::Duration::from_secs(30),
+            shape: crate::loadgen::Shape {
+                services: self.services,
+                transactions: self.transactions,
+                spans_per_trace: self.spans_per_trace,
+                attributes: self.attributes,
+                median_ms: self.latency_median_ms,
+                sigma: self.latency_sigma,
+                error_ratio: self.error_ratio,
+            },
+        })
+    }
 }
 
 /// `headlight demo`.

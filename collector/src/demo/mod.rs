@@ -12,7 +12,6 @@
 //! The comparison windows are short (20 s, 5 s warm-up) so the story fits in two minutes; the
 //! configuration it runs with is written next to the charts as `headlight.toml`.
 
-pub mod random;
 mod receiver;
 mod shop;
 mod traffic;

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use tracing::Instrument as _;
 use tracing_subscriber::prelude::*;
 
-use super::random::{chance, log_normal_ms};
+use crate::random::{chance, log_normal_ms};
 
 /// The frontend's name.
 pub const FRONTEND: &str = "shop-frontend";

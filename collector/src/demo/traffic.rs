@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 
-use super::random::{exponential, uniform};
+use crate::random::{exponential, uniform};
 
 /// Requests per second over all routes.
 pub const RATE_PER_S: f64 = 100.0;

@@ -12,7 +12,9 @@ use http::HeaderValue;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Request, Response, Status};
 
+use crate::ingest::admission::RETRY_AFTER;
 use crate::pipeline::Pipeline;
+use tonic_types::{ErrorDetails, StatusExt as _};
 
 /// The `TraceService` implementation.
 #[derive(Debug, Clone)]
@@ -37,6 +39,14 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let _permit = self.pipeline.admit().await.map_err(|(_, message)| {
+            // UNAVAILABLE with RetryInfo: the exporter keeps the data and retries it later.
+            Status::with_error_details(
+                Code::Unavailable,
+                message,
+                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+            )
+        })?;
         let pipeline = Arc::clone(&self.pipeline);
         let request = request.into_inner();
         // Validation and aggregation of a large request can take milliseconds: off the reactor.

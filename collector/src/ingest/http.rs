@@ -19,6 +19,7 @@ use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
+use crate::ingest::admission::RETRY_AFTER;
 use crate::pipeline::Pipeline;
 
 /// The encoding of a request body, and so of its response.
@@ -106,6 +107,23 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
             );
         }
     };
+    // Admission control before the body is read, so a refused request costs no memory.
+    let _permit = match pipeline.admit().await {
+        Ok(permit) => permit,
+        Err((_, message)) => {
+            let mut response = status_body(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                message,
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+            return response;
+        }
+    };
     let limit = pipeline.config().limits.max_request_bytes;
     let too_large = |what: &str| {
         status_body(
@@ -166,7 +184,12 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
             );
         }
     };
-    let response = match tokio::task::spawn_blocking(move || pipeline.export(request)).await {
+    let response = match tokio::task::spawn_blocking({
+        let pipeline = Arc::clone(&pipeline);
+        move || pipeline.export(request)
+    })
+    .await
+    {
         Ok(response) => response,
         Err(e) => {
             return status_body(

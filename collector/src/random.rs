@@ -1,4 +1,5 @@
-//! The demo's randomness: latencies and errors that look like a real service's. A small
+//! Randomness for `headlight demo` and `headlight loadgen`: latencies and errors that look like
+//! a real service's. A small
 //! per-thread SplitMix64 generator is enough; nothing here needs to be unpredictable.
 
 use std::cell::Cell;
@@ -18,19 +19,23 @@ fn seed() -> u64 {
     nanos ^ (std::ptr::addr_of!(local) as u64).rotate_left(32)
 }
 
-/// A uniform number in [0, 1).
-pub fn uniform() -> f64 {
+/// 64 uniform bits.
+pub fn next_u64() -> u64 {
     STATE.with(|s| {
         let mut z = s.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         s.set(z);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        // The top 53 bits, as a fraction.
-        #[allow(clippy::cast_precision_loss)]
-        let fraction = (z >> 11) as f64 / (1u64 << 53) as f64;
-        fraction
+        z ^ (z >> 31)
     })
+}
+
+/// A uniform number in [0, 1).
+pub fn uniform() -> f64 {
+    // The top 53 bits, as a fraction.
+    #[allow(clippy::cast_precision_loss)]
+    let fraction = (next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    fraction
 }
 
 /// True with probability `p`.
