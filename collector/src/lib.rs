@@ -27,6 +27,7 @@ pub mod deploys;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod query;

@@ -19,6 +19,7 @@ use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
+use super::refusal::Refusal;
 use crate::pipeline::Pipeline;
 
 /// The encoding of a request body, and so of its response.
@@ -64,6 +65,23 @@ fn status_body(format: Format, status: StatusCode, code: tonic::Code, message: S
         .into_response()
 }
 
+/// Counts a refused request and answers it: `400` malformed, `413` too large, `415` unsupported.
+fn refuse(pipeline: &Pipeline, refusal: Refusal, format: Format, message: String) -> Response {
+    pipeline.counters().http_refused.add(refusal, 1);
+    let (status, code) = match refusal {
+        Refusal::Malformed => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+        ),
+        Refusal::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+        ),
+    };
+    status_body(format, status, code, message)
+}
+
 async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body: Body) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -79,10 +97,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
         _ => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::UnsupportedMediaType,
                 Format::Json,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 format!(
                     "unsupported content type {content_type:?}: use application/x-protobuf or application/json"
                 ),
@@ -98,20 +116,20 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         None | Some("" | "identity") => false,
         Some("gzip") => true,
         Some(other) => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::UnsupportedMediaType,
                 format,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 format!("unsupported content encoding {other:?}: use gzip or none"),
             );
         }
     };
     let limit = pipeline.config().limits.max_request_bytes;
     let too_large = |what: &str| {
-        status_body(
+        refuse(
+            &pipeline,
+            Refusal::TooLarge,
             format,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            tonic::Code::ResourceExhausted,
             format!(
                 "request body {what} exceeds the limit of {limit} bytes (limits.max_request_bytes)"
             ),
@@ -121,10 +139,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large("size"),
         Err(e) => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::Malformed,
                 format,
-                StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
                 format!("cannot read request body: {e}"),
             );
         }
@@ -138,10 +156,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
             Ok(_) if out.len() > limit => return too_large("after decompression"),
             Ok(_) => Bytes::from(out),
             Err(e) => {
-                return status_body(
+                return refuse(
+                    &pipeline,
+                    Refusal::Malformed,
                     format,
-                    StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
                     format!("invalid gzip body: {e}"),
                 );
             }
@@ -158,12 +176,7 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     let request = match request {
         Ok(request) => request,
         Err(message) => {
-            return status_body(
-                format,
-                StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
-                message,
-            );
+            return refuse(&pipeline, Refusal::Malformed, format, message);
         }
     };
     let response = match tokio::task::spawn_blocking(move || pipeline.export(request)).await {

@@ -5,3 +5,4 @@ pub mod agent;
 pub mod convert;
 pub mod grpc;
 pub mod http;
+pub mod refusal;
