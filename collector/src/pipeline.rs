@@ -347,11 +347,11 @@ impl Pipeline {
         retry: &mut Option<WriteBatch>,
         fresh: WriteBatch,
     ) -> Result<(), StoreError> {
-        if let Some(failed) = retry.take() {
-            if let Err(e) = self.timed_write(&failed) {
-                *retry = Some(merge_batches(failed, fresh));
-                return Err(e);
-            }
+        if let Some(failed) = retry.take()
+            && let Err(e) = self.timed_write(&failed)
+        {
+            *retry = Some(merge_batches(failed, fresh));
+            return Err(e);
         }
         if fresh.is_empty() {
             return Ok(());

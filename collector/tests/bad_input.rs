@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Buf as _, BufMut as _};
 use common::otlp::{attr, now_ns, request, server_span};
 use common::{get, get_ok, test_config};
+use headlight_collector::metrics::reasons::Reason as _;
 use headlight_collector::server::Server;
 use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
@@ -69,11 +70,22 @@ fn assert_conserved(server: &Server, mixed_requests: u64) {
         counters.spans_accepted.load(Ordering::Relaxed),
         mixed_requests
     );
-    let rejected = counters.rejected();
-    assert_eq!(rejected.len(), 5, "{rejected:?}");
-    assert!(
-        rejected.values().all(|&n| n == mixed_requests),
-        "{rejected:?}"
+    let rejected: Vec<(&str, u64)> = counters
+        .spans_rejected
+        .counts()
+        .map(|(reason, n)| (reason.label(), n))
+        .collect();
+    let m = mixed_requests;
+    assert_eq!(
+        rejected,
+        [
+            ("invalid_trace_id", m),
+            ("invalid_span_id", 0),
+            ("end_before_start", m),
+            ("duration_over_limit", m),
+            ("outside_retention", m),
+            ("in_future", m),
+        ]
     );
     assert_eq!(
         server.pipeline().aggregator_stats().transactions,
