@@ -53,6 +53,8 @@ pub struct PipelineCounters {
     pub spans_rejected: ReasonCounters<RejectReason>,
     /// OTLP/HTTP export requests refused before their spans were read, by reason.
     pub http_refused: ReasonCounters<Refusal>,
+    /// OTLP/gRPC export requests refused before their spans were read, by reason.
+    pub grpc_refused: ReasonCounters<Refusal>,
     /// Transactions aggregated whose batch is being written or waits for a retry (not counting
     /// those still in the aggregator).
     pub unwritten_transactions: AtomicU64,

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Buf as _, BufMut as _};
 use common::otlp::{attr, now_ns, request, server_span};
 use common::{get, get_ok, test_config};
-use headlight_collector::metrics::reasons::Reason as _;
+use headlight_collector::metrics::reasons::{Reason, ReasonCounters};
 use headlight_collector::server::Server;
 use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
@@ -70,14 +70,9 @@ fn assert_conserved(server: &Server, mixed_requests: u64) {
         counters.spans_accepted.load(Ordering::Relaxed),
         mixed_requests
     );
-    let rejected: Vec<(&str, u64)> = counters
-        .spans_rejected
-        .counts()
-        .map(|(reason, n)| (reason.label(), n))
-        .collect();
     let m = mixed_requests;
     assert_eq!(
-        rejected,
+        by_reason(&counters.spans_rejected),
         [
             ("invalid_trace_id", m),
             ("invalid_span_id", 0),
@@ -91,6 +86,14 @@ fn assert_conserved(server: &Server, mixed_requests: u64) {
         server.pipeline().aggregator_stats().transactions,
         mixed_requests
     );
+}
+
+/// A counter's values by reason label.
+fn by_reason<R: Reason>(counters: &ReasonCounters<R>) -> Vec<(&'static str, u64)> {
+    counters
+        .counts()
+        .map(|(reason, n)| (reason.label(), n))
+        .collect()
 }
 
 fn assert_partial_success(response: &ExportTraceServiceResponse) {
@@ -228,6 +231,19 @@ async fn grpc_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     assert_partial_success(&response);
     assert_eq!(count(&server, "grpc-svc").await, 2);
     assert_conserved(&server, 2);
+    let counters = server.pipeline().counters();
+    assert_eq!(
+        by_reason(&counters.grpc_refused),
+        [
+            ("malformed", 1),
+            ("too_large", 2),
+            ("unsupported_media_type", 0)
+        ]
+    );
+    assert_eq!(
+        by_reason(&counters.http_refused)[..2],
+        [("malformed", 0), ("too_large", 0)]
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -324,6 +340,19 @@ async fn http_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     // Nothing that was accepted got lost.
     assert_eq!(count(&server, "http-svc").await, 3);
     assert_conserved(&server, 3);
+    let counters = server.pipeline().counters();
+    assert_eq!(
+        by_reason(&counters.http_refused),
+        [
+            ("malformed", 3),
+            ("too_large", 2),
+            ("unsupported_media_type", 1)
+        ]
+    );
+    assert_eq!(
+        by_reason(&counters.grpc_refused)[..2],
+        [("malformed", 0), ("too_large", 0)]
+    );
     server.shutdown().await.unwrap();
 }
 

@@ -249,17 +249,20 @@ async fn red_metrics_and_health_are_exact_and_cumulative() {
     ] {
         assert_eq!(rejected(reason), 0.0, "{reason}");
     }
-    let refused = |reason: &str| {
+    let refused = |protocol: &str, reason: &str| {
         value(
             &s,
             &format!(
-                "headlight_export_requests_refused_total{{protocol=\"http\",reason=\"{reason}\"}}"
+                "headlight_export_requests_refused_total{{protocol=\"{protocol}\",reason=\"{reason}\"}}"
             ),
         )
     };
-    assert_eq!(refused("malformed"), 1.0);
-    assert_eq!(refused("unsupported_media_type"), 1.0);
-    assert_eq!(refused("too_large"), 0.0);
+    assert_eq!(refused("http", "malformed"), 1.0);
+    assert_eq!(refused("http", "unsupported_media_type"), 1.0);
+    assert_eq!(refused("http", "too_large"), 0.0);
+    for reason in ["malformed", "too_large", "unsupported_media_type"] {
+        assert_eq!(refused("grpc", reason), 0.0, "{reason}");
+    }
     assert_eq!(value(&s, "headlight_pending_child_spans"), 1.0);
     assert_eq!(value(&s, "headlight_orphan_spans_dropped_total"), 0.0);
     assert_eq!(value(&s, "headlight_unflushed_transactions"), 9.0);

@@ -100,15 +100,16 @@ fn render(pipeline: &Pipeline) -> String {
         &mut e,
         "headlight_spans_rejected_total",
         "Spans rejected as invalid, by reason (the rest of their request is kept).",
-        &[],
-        &counters.spans_rejected,
+        &[(&[], &counters.spans_rejected)],
     );
     by_reason(
         &mut e,
         "headlight_export_requests_refused_total",
         "Export requests refused before any span was read, by protocol and reason.",
-        &[("protocol", "http")],
-        &counters.http_refused,
+        &[
+            (&[("protocol", "grpc")], &counters.grpc_refused),
+            (&[("protocol", "http")], &counters.http_refused),
+        ],
     );
     counter(
         &mut e,
@@ -181,18 +182,23 @@ fn gauge(e: &mut Exposition, name: &str, help: &str, value: impl TryInto<u64>) {
     e.sample(name, &[], value.try_into().unwrap_or(u64::MAX));
 }
 
-/// Writes a counter family with one sample per reason, zeros included.
+/// Label pairs, `(name, value)`.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+/// Writes a counter family with one sample per set of counters (with its labels) and reason,
+/// zeros included.
 fn by_reason<R: Reason>(
     e: &mut Exposition,
     name: &str,
     help: &str,
-    labels: &[(&str, &str)],
-    counters: &ReasonCounters<R>,
+    sets: &[(Labels<'_>, &ReasonCounters<R>)],
 ) {
     e.family(name, Kind::Counter, help);
-    for (reason, n) in counters.counts() {
-        let mut labels = labels.to_vec();
-        labels.push(("reason", reason.label()));
-        e.sample(name, &labels, n);
+    for (labels, counters) in sets {
+        for (reason, n) in counters.counts() {
+            let mut labels = labels.to_vec();
+            labels.push(("reason", reason.label()));
+            e.sample(name, &labels, n);
+        }
     }
 }
