@@ -96,6 +96,15 @@ fn by_reason<R: Reason>(counters: &ReasonCounters<R>) -> Vec<(&'static str, u64)
         .collect()
 }
 
+/// Asserts the export requests refused per protocol: malformed, too large, unsupported.
+fn assert_refused(server: &Server, grpc: [u64; 3], http: [u64; 3]) {
+    let counters = server.pipeline().counters();
+    let reasons = ["malformed", "too_large", "unsupported_media_type"];
+    let expect = |n: [u64; 3]| reasons.into_iter().zip(n).collect::<Vec<_>>();
+    assert_eq!(by_reason(&counters.grpc_refused), expect(grpc), "grpc");
+    assert_eq!(by_reason(&counters.http_refused), expect(http), "http");
+}
+
 fn assert_partial_success(response: &ExportTraceServiceResponse) {
     let partial = response.partial_success.as_ref().expect("partial success");
     assert_eq!(partial.rejected_spans, 5, "{partial:?}");
@@ -231,19 +240,7 @@ async fn grpc_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     assert_partial_success(&response);
     assert_eq!(count(&server, "grpc-svc").await, 2);
     assert_conserved(&server, 2);
-    let counters = server.pipeline().counters();
-    assert_eq!(
-        by_reason(&counters.grpc_refused),
-        [
-            ("malformed", 1),
-            ("too_large", 2),
-            ("unsupported_media_type", 0)
-        ]
-    );
-    assert_eq!(
-        by_reason(&counters.http_refused)[..2],
-        [("malformed", 0), ("too_large", 0)]
-    );
+    assert_refused(&server, [1, 2, 0], [0, 0, 0]);
     server.shutdown().await.unwrap();
 }
 
@@ -340,19 +337,7 @@ async fn http_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     // Nothing that was accepted got lost.
     assert_eq!(count(&server, "http-svc").await, 3);
     assert_conserved(&server, 3);
-    let counters = server.pipeline().counters();
-    assert_eq!(
-        by_reason(&counters.http_refused),
-        [
-            ("malformed", 3),
-            ("too_large", 2),
-            ("unsupported_media_type", 1)
-        ]
-    );
-    assert_eq!(
-        by_reason(&counters.grpc_refused)[..2],
-        [("malformed", 0), ("too_large", 0)]
-    );
+    assert_refused(&server, [0, 0, 0], [3, 2, 1]);
     server.shutdown().await.unwrap();
 }
 
