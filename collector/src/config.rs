@@ -58,6 +58,8 @@ pub struct Config {
     pub compare: CompareConfig,
     /// Alert rules and notification channels.
     pub alerts: crate::alert::rules::AlertsConfig,
+    /// `GET /metrics`.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -71,6 +73,7 @@ impl Default for Config {
             query: QueryConfig::default(),
             compare: CompareConfig::default(),
             alerts: crate::alert::rules::AlertsConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -238,6 +241,21 @@ impl Default for QueryConfig {
             apdex_t_ms: 500.0,
             max_transactions: 10_000,
         }
+    }
+}
+
+/// `GET /metrics` (Prometheus).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Most series with their own RED metrics; the transactions of further series are counted
+    /// in one line labelled `overflow="true"`; default 10000 (0: only that line).
+    pub max_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { max_series: 10_000 }
     }
 }
 

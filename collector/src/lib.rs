@@ -29,6 +29,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod loadgen;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod query;

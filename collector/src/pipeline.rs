@@ -10,15 +10,18 @@ use headlight_proto::otlp::collector::{
 };
 
 use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
-use crate::aggregate::{Aggregator, AggregatorStats};
+use crate::aggregate::{Aggregator, AggregatorMetrics, AggregatorStats};
 use crate::compare::report::{self, Report, Spec};
 use crate::config::Config;
 use crate::deploys::model::hide_superseded;
 use crate::deploys::versions::{KnownVersions, NewVersion};
 use crate::deploys::{Deploy, DeployQuery, NewDeploy};
 use crate::error::ApiError;
-use crate::ingest::admission::{Admission, Refusal};
+use crate::ingest::admission::Admission;
 use crate::ingest::convert::{self, RejectReason, TimeBounds};
+use crate::ingest::refusal::Refusal;
+use crate::metrics::buckets::{BucketCounts, STORE_WRITE_BOUNDS_US};
+use crate::metrics::reasons::ReasonCounters;
 use crate::store::{
     RetentionCutoffs, RetentionReport, SeriesFilter, Store, StoreError, WriteBatch,
 };
@@ -45,16 +48,17 @@ pub struct PipelineCounters {
     pub unsent_children_ignored: AtomicU64,
     /// Automatic deploy markers recorded.
     pub automatic_deploys: AtomicU64,
-    /// Automatic deploy markers that could not be written (store error).
+    /// Automatic deploy markers recorded that could not be written (store error).
     pub automatic_deploy_errors: AtomicU64,
-    rejected: Mutex<BTreeMap<RejectReason, u64>>,
-}
-
-impl PipelineCounters {
-    /// Spans rejected, by reason.
-    pub fn rejected(&self) -> BTreeMap<RejectReason, u64> {
-        self.rejected.lock().map(|m| m.clone()).unwrap_or_default()
-    }
+    /// Spans rejected (invalid), by reason.
+    pub spans_rejected: ReasonCounters<RejectReason>,
+    /// OTLP/HTTP export requests refused before their spans were read, by reason.
+    pub http_refused: ReasonCounters<Refusal>,
+    /// OTLP/gRPC export requests refused before their spans were read, by reason.
+    pub grpc_refused: ReasonCounters<Refusal>,
+    /// Transactions aggregated whose batch is being written or waits for a retry (not counting
+    /// those still in the aggregator).
+    pub unwritten_transactions: AtomicU64,
 }
 
 /// Takes export requests in, keeps the aggregator, and flushes to the store.
@@ -76,6 +80,8 @@ pub struct Pipeline {
     /// Versions each service reported, for automatic deploy markers.
     versions: Mutex<KnownVersions>,
     counters: PipelineCounters,
+    /// How long each store write took, failed ones included.
+    store_write_durations: Mutex<BucketCounts>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,7 +95,8 @@ impl Pipeline {
     /// Creates the pipeline over a store, loading the known series (for the cardinality cap).
     pub fn new(config: Arc<Config>, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let known = store.series(&SeriesFilter::default())?;
-        let aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &known);
+        let aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &known)
+            .with_metrics_series_cap(config.metrics.max_series);
         let versions = KnownVersions::new(&known);
         Ok(Self {
             admission: Admission::new(&config.limits),
@@ -102,6 +109,7 @@ impl Pipeline {
             buffered_spans: AtomicU64::new(0),
             versions: Mutex::new(versions),
             counters: PipelineCounters::default(),
+            store_write_durations: Mutex::new(BucketCounts::new(STORE_WRITE_BOUNDS_US)),
         })
     }
 
@@ -123,6 +131,16 @@ impl Pipeline {
     /// The aggregator's counters.
     pub fn aggregator_stats(&self) -> AggregatorStats {
         lock(&self.aggregator).stats()
+    }
+
+    /// What `GET /metrics` reads of the aggregator, under one short lock.
+    pub fn aggregator_metrics(&self) -> AggregatorMetrics {
+        lock(&self.aggregator).metrics()
+    }
+
+    /// How long the store writes took since start.
+    pub fn store_write_durations(&self) -> BucketCounts {
+        lock(&self.store_write_durations).clone()
     }
 
     /// Returns what each service's headlight agents reported they dropped, summed over the
@@ -162,9 +180,8 @@ impl Pipeline {
             }
         }
         if rejected > 0 {
-            let mut by_reason = lock(&self.counters.rejected);
             for (reason, n) in &converted.rejected {
-                *by_reason.entry(*reason).or_default() += n;
+                self.counters.spans_rejected.add(*reason, *n);
             }
             tracing::debug!(rejected, %message, "rejected spans");
         }
@@ -328,34 +345,57 @@ impl Pipeline {
             let spans = self.applied_since_drain.swap(0, Ordering::Relaxed);
             (aggregator.drain(), spans)
         };
+        let unwritten = |batches: [Option<&WriteBatch>; 2]| {
+            let n: usize = batches.iter().flatten().map(|b| b.transactions.len()).sum();
+            self.counters
+                .unwritten_transactions
+                .store(n as u64, Ordering::Relaxed);
+        };
+        unwritten([retry.as_ref().map(|(b, _)| b), Some(&fresh)]);
+        let result = self.write_flushed(&mut retry, fresh, fresh_spans);
+        unwritten([retry.as_ref().map(|(b, _)| b), None]);
+        result
+    }
+
+    /// Writes the batch kept by a failed write, then `fresh`; what fails is kept in `retry`
+    /// (with the count of accepted spans it carries). What is written leaves the buffered count.
+    fn write_flushed(
+        &self,
+        retry: &mut Option<(WriteBatch, u64)>,
+        fresh: WriteBatch,
+        fresh_spans: u64,
+    ) -> Result<(), StoreError> {
         if let Some((failed, failed_spans)) = retry.take() {
-            if let Err(e) = self.store.write(&failed) {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.timed_write(&failed) {
                 *retry = Some((merge_batches(failed, fresh), failed_spans + fresh_spans));
                 return Err(e);
             }
-            self.counters.writes.fetch_add(1, Ordering::Relaxed);
             self.buffered_spans
                 .fetch_sub(failed_spans, Ordering::Relaxed);
         }
-        if fresh.is_empty() {
-            self.buffered_spans
-                .fetch_sub(fresh_spans, Ordering::Relaxed);
-            return Ok(());
+        if !fresh.is_empty()
+            && let Err(e) = self.timed_write(&fresh)
+        {
+            *retry = Some((fresh, fresh_spans));
+            return Err(e);
         }
-        match self.store.write(&fresh) {
-            Ok(()) => {
-                self.counters.writes.fetch_add(1, Ordering::Relaxed);
-                self.buffered_spans
-                    .fetch_sub(fresh_spans, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                *retry = Some((fresh, fresh_spans));
-                Err(e)
-            }
-        }
+        self.buffered_spans
+            .fetch_sub(fresh_spans, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes a batch to the store, counting it and timing it.
+    fn timed_write(&self, batch: &WriteBatch) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let result = self.store.write(batch);
+        let took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        lock(&self.store_write_durations).record(took_us);
+        let counter = match result {
+            Ok(()) => &self.counters.writes,
+            Err(_) => &self.counters.write_errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
     }
 
     /// Admission control (ingest/admission.rs): waits for an export slot and checks the
@@ -366,11 +406,6 @@ impl Pipeline {
             .admit(buffered)
             .await
             .map_err(|why| (why, self.admission.message(why, buffered)))
-    }
-
-    /// Admission control's counters.
-    pub fn admission(&self) -> &Admission {
-        &self.admission
     }
 
     /// Spans accepted whose data has not reached the store yet (the aggregator's since its last

@@ -127,9 +127,7 @@ impl Server {
         let mut tasks = Vec::new();
 
         let grpc = tonic::transport::Server::builder()
-            .layer(tower::util::MapResponseLayer::new(
-                ingest::grpc::oversize_to_resource_exhausted,
-            ))
+            .layer(ingest::grpc::RefusalLayer::new(Arc::clone(&pipeline)))
             .add_service(ingest::grpc::OtlpGrpc::service(Arc::clone(&pipeline)))
             .add_service(crate::deploys::grpc::DeployGrpc::service(Arc::clone(
                 &pipeline,

@@ -7,8 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -23,6 +22,10 @@ use headlight_collector::alert::model::{Alert, AlertState, Event, Notification};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+
+mod common;
+
+use common::process::{self, Process};
 
 // ---------------------------------------------------------------------------------------------
 // A recording HTTP receiver.
@@ -823,60 +826,11 @@ async fn command_failures_are_classified() {
 // ---------------------------------------------------------------------------------------------
 // A real Prometheus Alertmanager.
 
-/// Debian's `prometheus-alertmanager`, installed by `scripts/test`.
-fn alertmanager_binary() -> PathBuf {
-    let candidates = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join("prometheus-alertmanager"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin/prometheus-alertmanager")])
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "prometheus-alertmanager is not installed: this test runs a real Alertmanager. \
-                 Install Debian's package (`apt-get install -y prometheus-alertmanager`, which \
-                 scripts/test does) and run it again"
-            )
-        })
-}
-
-/// An Alertmanager process, killed when dropped.
-struct AlertmanagerProcess {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl AlertmanagerProcess {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for AlertmanagerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts Alertmanager on a free loopback port with clustering off, its data in `dir`, and
-/// one route to a webhook receiver at `receiver` that also sends resolved notifications.
-async fn start_alertmanager(dir: &Path, receiver: SocketAddr) -> AlertmanagerProcess {
-    let binary = alertmanager_binary();
+/// Starts Alertmanager (Debian's `prometheus-alertmanager`, installed by `scripts/test`) on a
+/// free loopback port with clustering off, its data in `dir`, and one route to a webhook
+/// receiver at `receiver` that also sends resolved notifications.
+async fn start_alertmanager(dir: &Path, receiver: SocketAddr) -> Process {
+    let binary = process::binary("prometheus-alertmanager", "prometheus-alertmanager");
     let config = dir.join("alertmanager.yml");
     std::fs::write(
         &config,
@@ -886,48 +840,17 @@ async fn start_alertmanager(dir: &Path, receiver: SocketAddr) -> AlertmanagerPro
         ),
     )
     .unwrap();
-    let log = dir.join("alertmanager.log");
-    let client = reqwest::Client::new();
-    // The port is free when picked; another process may take it before Alertmanager binds it,
-    // so try a few.
-    let mut failures = Vec::new();
-    for _ in 0..3 {
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let child = std::process::Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg(format!("--web.external-url={url}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        let mut process = AlertmanagerProcess {
-            child,
-            url,
-            log: log.clone(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = process.child.try_wait() {
-                break;
-            }
-            if let Ok(response) = client.get(format!("{}/-/ready", process.url)).send().await
-                && response.status().is_success()
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = process.child.kill();
-        let _ = process.child.wait();
-        failures.push(format!("not ready on port {port}:\n{}", process.log()));
-    }
-    panic!("alertmanager did not start:\n{}", failures.join("\n"));
+    let args = |port: u16| {
+        vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            format!("--web.external-url=http://127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_owned(),
+            "--log.level=debug".to_owned(),
+        ]
+    };
+    process::start_ready(&binary, args, &dir.join("alertmanager.log")).await
 }
 
 fn parse_rfc3339(text: &str) -> i64 {

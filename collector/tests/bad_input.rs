@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use bytes::{Buf as _, BufMut as _};
 use common::otlp::{attr, now_ns, request, server_span};
 use common::{get, get_ok, test_config};
+use headlight_collector::metrics::reasons::{Reason, ReasonCounters};
 use headlight_collector::server::Server;
 use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
@@ -69,16 +70,52 @@ fn assert_conserved(server: &Server, mixed_requests: u64) {
         counters.spans_accepted.load(Ordering::Relaxed),
         mixed_requests
     );
-    let rejected = counters.rejected();
-    assert_eq!(rejected.len(), 5, "{rejected:?}");
-    assert!(
-        rejected.values().all(|&n| n == mixed_requests),
-        "{rejected:?}"
+    let m = mixed_requests;
+    assert_eq!(
+        by_reason(&counters.spans_rejected),
+        [
+            ("invalid_trace_id", m),
+            ("invalid_span_id", 0),
+            ("end_before_start", m),
+            ("duration_over_limit", m),
+            ("outside_retention", m),
+            ("in_future", m),
+        ]
     );
     assert_eq!(
         server.pipeline().aggregator_stats().transactions,
         mixed_requests
     );
+}
+
+/// A counter's values by reason label.
+fn by_reason<R: Reason>(counters: &ReasonCounters<R>) -> Vec<(&'static str, u64)> {
+    counters
+        .counts()
+        .map(|(reason, n)| (reason.label(), n))
+        .collect()
+}
+
+/// Asserts the export requests refused per protocol: malformed, too large, unsupported (and
+/// none by admission control: bad input is not overload).
+fn assert_refused(server: &Server, grpc: [u64; 3], http: [u64; 3]) {
+    let counters = server.pipeline().counters();
+    let reasons = [
+        "malformed",
+        "too_large",
+        "unsupported_media_type",
+        "busy",
+        "store_behind",
+        "memory_limit",
+    ];
+    let expect = |n: [u64; 3]| {
+        reasons
+            .into_iter()
+            .zip(n.into_iter().chain([0; 3]))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(by_reason(&counters.grpc_refused), expect(grpc), "grpc");
+    assert_eq!(by_reason(&counters.http_refused), expect(http), "http");
 }
 
 fn assert_partial_success(response: &ExportTraceServiceResponse) {
@@ -216,6 +253,7 @@ async fn grpc_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     assert_partial_success(&response);
     assert_eq!(count(&server, "grpc-svc").await, 2);
     assert_conserved(&server, 2);
+    assert_refused(&server, [1, 2, 0], [0, 0, 0]);
     server.shutdown().await.unwrap();
 }
 
@@ -312,6 +350,7 @@ async fn http_rejects_bad_spans_and_bodies_and_keeps_the_good_spans() {
     // Nothing that was accepted got lost.
     assert_eq!(count(&server, "http-svc").await, 3);
     assert_conserved(&server, 3);
+    assert_refused(&server, [0, 0, 0], [3, 2, 1]);
     server.shutdown().await.unwrap();
 }
 

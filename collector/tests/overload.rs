@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use headlight_collector::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use headlight_collector::deploys::{Deploy, DeployQuery};
-use headlight_collector::ingest::admission::resident_bytes;
 use headlight_collector::loadgen::{self, Plan, Protocol, Shape};
+use headlight_collector::metrics::process::resident_memory_bytes;
+use headlight_collector::metrics::reasons::Reason as _;
 use headlight_collector::model::{SeriesId, Span, TraceId};
 use headlight_collector::server::Server;
 use headlight_collector::store::{
@@ -186,7 +187,12 @@ async fn three_times_the_sustainable_rate_is_refused_with_retry_info_and_nothing
         with_retry_info > 0,
         "no UNAVAILABLE + RetryInfo: {report:#?}"
     );
-    let refused = pipeline.admission().refused();
+    let refused: std::collections::BTreeMap<&str, u64> = pipeline
+        .counters()
+        .grpc_refused
+        .counts()
+        .map(|(r, n)| (r.label(), n))
+        .collect();
     assert!(refused["store_behind"] > 0, "{refused:?}");
     assert_eq!(refused["memory_limit"], 0, "{refused:?}");
     // Asked to send three times what the store absorbs, the exporters were held back to about
@@ -210,7 +216,7 @@ async fn three_times_the_sustainable_rate_is_refused_with_retry_info_and_nothing
         most_buffered >= 5_000,
         "the buffer never filled: {most_buffered}"
     );
-    let rss = resident_bytes().unwrap();
+    let rss = resident_memory_bytes().unwrap();
     assert!(rss < 512 << 20, "resident {} MiB", rss >> 20);
 
     // Nothing acknowledged is lost: once the store has caught up, every accepted

@@ -16,7 +16,8 @@ mod running_p95;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
-use crate::config::{AggregationConfig, SpanRetentionConfig};
+use crate::config::{AggregationConfig, MetricsConfig, SpanRetentionConfig};
+use crate::metrics::red::{RedSnapshot, RedTotals};
 use crate::model::{OVERFLOW_TRANSACTION, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 use crate::store::{BreakdownDelta, HistogramDelta, SeriesRecord, TransactionRecord, WriteBatch};
 
@@ -41,6 +42,21 @@ pub struct AggregatorStats {
     /// Child spans the agent counted in `headlight.unsent_children` instead of sending, added
     /// to the breakdown.
     pub unsent_children: u64,
+}
+
+/// What `GET /metrics` reads of the aggregator.
+#[derive(Debug, Clone)]
+pub struct AggregatorMetrics {
+    /// The counters.
+    pub stats: AggregatorStats,
+    /// The per-series RED totals since start.
+    pub red: RedSnapshot,
+    /// Series known (from the store at start, and new since).
+    pub series: usize,
+    /// Child spans waiting for their transaction.
+    pub pending_child_spans: usize,
+    /// Transactions aggregated since the last flush.
+    pub unflushed_transactions: usize,
 }
 
 #[derive(Debug)]
@@ -83,6 +99,8 @@ pub struct Aggregator {
     kept_spans: Vec<Span>,
     assembler: Assembler,
     stats: AggregatorStats,
+    /// Per-series RED totals since start, for `GET /metrics` (never drained).
+    red: RedTotals,
 }
 
 /// What the aggregator remembers of a processed transaction, for children that arrive late.
@@ -124,6 +142,25 @@ impl Aggregator {
             kept_spans: Vec::new(),
             assembler,
             stats: AggregatorStats::default(),
+            red: RedTotals::new(MetricsConfig::default().max_series),
+        }
+    }
+
+    /// Gives at most `max_series` series their own RED totals (`metrics.max_series`).
+    #[must_use]
+    pub fn with_metrics_series_cap(mut self, max_series: usize) -> Self {
+        self.red = RedTotals::new(max_series);
+        self
+    }
+
+    /// Returns what `GET /metrics` shows of the aggregator.
+    pub fn metrics(&self) -> AggregatorMetrics {
+        AggregatorMetrics {
+            stats: self.stats(),
+            red: self.red.snapshot(),
+            series: self.series.len(),
+            pending_child_spans: self.pending_spans(),
+            unflushed_transactions: self.transactions.len(),
         }
     }
 
@@ -200,6 +237,9 @@ impl Aggregator {
         let end_ms = transaction.end_ms();
         let window_ms = self.config.window_ms();
         let window_start_ms = end_ms.div_euclid(window_ms) * window_ms;
+        let duration_us = transaction.duration_us();
+        let error = transaction.error;
+        self.red.record(series, &key, duration_us, error);
         if let std::collections::hash_map::Entry::Vacant(entry) = self.series.entry(series) {
             entry.insert(SeriesState::new());
             self.new_series.push(SeriesRecord {
@@ -209,8 +249,6 @@ impl Aggregator {
             });
         }
 
-        let duration_us = transaction.duration_us();
-        let error = transaction.error;
         let delta = self
             .windows
             .entry((series, window_start_ms))

@@ -6,6 +6,7 @@
 mod alerts;
 mod charts;
 mod deploys;
+mod metrics;
 pub mod params;
 mod ui;
 
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
         .route("/assets/{*path}", get(ui::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/services", get(services))
         .route("/api/v1/latency", get(latency))
         .route("/api/v1/histogram", get(histogram))

@@ -11,14 +11,19 @@
 //!    slower than the traffic, or failing) stay under `limits.max_buffered_spans`;
 //! 3. **memory**: the process's resident memory (`VmRSS`, sampled at most every 100 ms) stays
 //!    under `limits.memory_limit_mib` (0 = no limit; Linux only).
+//!
+//! Each refusal is counted by reason in `headlight_export_requests_refused_total` (`busy`,
+//! `store_behind`, `memory_limit`).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::refusal::Refusal;
 use crate::config::LimitsConfig;
+use crate::metrics::process::resident_memory_bytes;
+use crate::metrics::reasons::Reason as _;
 
 /// How long a request waits for a free slot before it is refused.
 pub const QUEUE_WAIT: Duration = Duration::from_millis(250);
@@ -27,29 +32,8 @@ pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How often the resident memory is read again.
 const RSS_EVERY_MS: i64 = 100;
 
-/// Why a request was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Refusal {
-    /// Every export slot stayed busy for [`QUEUE_WAIT`].
-    Busy,
-    /// Too many spans are waiting for the store.
-    Buffered,
-    /// The process is over its memory limit.
-    Memory,
-}
-
-impl Refusal {
-    /// The reason's name (in counters and messages).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Busy => "busy",
-            Self::Buffered => "store_behind",
-            Self::Memory => "memory_limit",
-        }
-    }
-}
-
-/// The checks and their counters.
+/// The checks. Refusals are counted by the listeners, by protocol, in the pipeline's
+/// `grpc_refused` / `http_refused` (`headlight_export_requests_refused_total`).
 #[derive(Debug)]
 pub struct Admission {
     slots: Semaphore,
@@ -59,7 +43,6 @@ pub struct Admission {
     rss: AtomicU64,
     rss_at_ms: AtomicI64,
     started: Instant,
-    refused: [AtomicU64; 3],
 }
 
 impl Admission {
@@ -72,7 +55,6 @@ impl Admission {
             rss: AtomicU64::new(0),
             rss_at_ms: AtomicI64::new(i64::MIN),
             started: Instant::now(),
-            refused: Default::default(),
         }
     }
 
@@ -81,28 +63,15 @@ impl Admission {
     pub async fn admit(&self, buffered_spans: u64) -> Result<SemaphorePermit<'_>, Refusal> {
         let permit = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
             Ok(Ok(permit)) => permit,
-            _ => return Err(self.refuse(Refusal::Busy)),
+            _ => return Err(Refusal::Busy),
         };
         if buffered_spans >= self.max_buffered_spans {
-            return Err(self.refuse(Refusal::Buffered));
+            return Err(Refusal::StoreBehind);
         }
         if self.memory_limit_bytes > 0 && self.rss_bytes() >= self.memory_limit_bytes {
-            return Err(self.refuse(Refusal::Memory));
+            return Err(Refusal::MemoryLimit);
         }
         Ok(permit)
-    }
-
-    fn refuse(&self, why: Refusal) -> Refusal {
-        self.refused[why as usize].fetch_add(1, Relaxed);
-        why
-    }
-
-    /// Requests refused since start, by reason.
-    pub fn refused(&self) -> BTreeMap<&'static str, u64> {
-        [Refusal::Busy, Refusal::Buffered, Refusal::Memory]
-            .into_iter()
-            .map(|r| (r.as_str(), self.refused[r as usize].load(Relaxed)))
-            .collect()
     }
 
     /// The process's resident memory, bytes, read at most every 100 ms.
@@ -111,7 +80,7 @@ impl Admission {
         let at = self.rss_at_ms.load(Relaxed);
         if now.saturating_sub(at) >= RSS_EVERY_MS {
             self.rss_at_ms.store(now, Relaxed);
-            if let Some(rss) = resident_bytes() {
+            if let Some(rss) = resident_memory_bytes() {
                 self.rss.store(rss, Relaxed);
             }
         }
@@ -126,32 +95,20 @@ impl Admission {
                 QUEUE_WAIT.as_millis(),
                 RETRY_AFTER.as_secs()
             ),
-            Refusal::Buffered => format!(
+            Refusal::StoreBehind => format!(
                 "the store is behind: {buffered_spans} spans wait to be written (limit {}); retry after {} s",
                 self.max_buffered_spans,
                 RETRY_AFTER.as_secs()
             ),
-            Refusal::Memory => format!(
+            Refusal::MemoryLimit => format!(
                 "the collector is over its memory limit ({} MiB resident, limit {} MiB); retry after {} s",
                 self.rss.load(Relaxed) >> 20,
                 self.memory_limit_bytes >> 20,
                 RETRY_AFTER.as_secs()
             ),
+            other => format!("refused: {}", other.label()),
         }
     }
-}
-
-/// `VmRSS` of this process, bytes; `None` where `/proc` is not there.
-pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 #[cfg(test)]
@@ -168,20 +125,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refuses_when_busy_behind_or_over_memory_and_counts_why() {
+    async fn refuses_when_busy_behind_or_over_memory() {
         let a = Admission::new(&limits(1, 100, 0));
         let held = a.admit(0).await.unwrap();
         assert_eq!(a.admit(0).await.unwrap_err(), Refusal::Busy);
         drop(held);
         assert!(a.admit(99).await.is_ok());
-        assert_eq!(a.admit(100).await.unwrap_err(), Refusal::Buffered);
+        assert_eq!(a.admit(100).await.unwrap_err(), Refusal::StoreBehind);
+        assert!(
+            a.message(Refusal::StoreBehind, 100)
+                .contains("100 spans wait")
+        );
         // A 1 MiB limit: this test process is far above it.
         let m = Admission::new(&limits(1, 100, 1));
-        assert!(resident_bytes().unwrap() > 1 << 20);
-        assert_eq!(m.admit(0).await.unwrap_err(), Refusal::Memory);
-        assert!(m.message(Refusal::Memory, 0).contains("limit 1 MiB"));
-        assert_eq!(a.refused()["busy"], 1);
-        assert_eq!(a.refused()["store_behind"], 1);
-        assert_eq!(m.refused()["memory_limit"], 1);
+        assert!(resident_memory_bytes().unwrap() > 1 << 20);
+        assert_eq!(m.admit(0).await.unwrap_err(), Refusal::MemoryLimit);
+        assert!(m.message(Refusal::MemoryLimit, 0).contains("limit 1 MiB"));
     }
 }

@@ -28,8 +28,31 @@ pub enum RejectReason {
     InFuture,
 }
 
+impl crate::metrics::reasons::Reason for RejectReason {
+    const ALL: &'static [Self] = &[
+        Self::InvalidTraceId,
+        Self::InvalidSpanId,
+        Self::EndBeforeStart,
+        Self::AbsurdDuration,
+        Self::OutsideRetention,
+        Self::InFuture,
+    ];
+
+    /// The `reason` label of `headlight_spans_rejected_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Self::InvalidTraceId => "invalid_trace_id",
+            Self::InvalidSpanId => "invalid_span_id",
+            Self::EndBeforeStart => "end_before_start",
+            Self::AbsurdDuration => "duration_over_limit",
+            Self::OutsideRetention => "outside_retention",
+            Self::InFuture => "in_future",
+        }
+    }
+}
+
 impl RejectReason {
-    /// A short lowercase description, also the `reason` label in metrics.
+    /// A short lowercase description, for the partial success message.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidTraceId => "invalid trace id",

@@ -19,6 +19,7 @@ use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message;
 
+use super::refusal::Refusal;
 use crate::ingest::admission::RETRY_AFTER;
 use crate::pipeline::Pipeline;
 
@@ -65,6 +66,37 @@ fn status_body(format: Format, status: StatusCode, code: tonic::Code, message: S
         .into_response()
 }
 
+/// Counts a refused request and answers it: `400` malformed, `413` too large, `415` unsupported.
+fn refuse(pipeline: &Pipeline, refusal: Refusal, format: Format, message: String) -> Response {
+    pipeline.counters().http_refused.add(refusal, 1);
+    let (status, code) = match refusal {
+        Refusal::Malformed => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        Refusal::TooLarge => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+        ),
+        Refusal::UnsupportedMediaType => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            tonic::Code::InvalidArgument,
+        ),
+        Refusal::Busy | Refusal::StoreBehind | Refusal::MemoryLimit => {
+            // Admission control: the exporter keeps the data and retries after the delay.
+            let mut response = status_body(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                message,
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+            return response;
+        }
+    };
+    status_body(format, status, code, message)
+}
+
 async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body: Body) -> Response {
     let content_type = headers
         .get(header::CONTENT_TYPE)
@@ -80,10 +112,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         "application/x-protobuf" | "application/protobuf" => Format::Protobuf,
         "application/json" => Format::Json,
         _ => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::UnsupportedMediaType,
                 Format::Json,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 format!(
                     "unsupported content type {content_type:?}: use application/x-protobuf or application/json"
                 ),
@@ -99,10 +131,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         None | Some("" | "identity") => false,
         Some("gzip") => true,
         Some(other) => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::UnsupportedMediaType,
                 format,
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                tonic::Code::InvalidArgument,
                 format!("unsupported content encoding {other:?}: use gzip or none"),
             );
         }
@@ -110,26 +142,14 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     // Admission control before the body is read, so a refused request costs no memory.
     let _permit = match pipeline.admit().await {
         Ok(permit) => permit,
-        Err((_, message)) => {
-            let mut response = status_body(
-                format,
-                StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::Unavailable,
-                message,
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(RETRY_AFTER.as_secs()),
-            );
-            return response;
-        }
+        Err((why, message)) => return refuse(&pipeline, why, format, message),
     };
     let limit = pipeline.config().limits.max_request_bytes;
     let too_large = |what: &str| {
-        status_body(
+        refuse(
+            &pipeline,
+            Refusal::TooLarge,
             format,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            tonic::Code::ResourceExhausted,
             format!(
                 "request body {what} exceeds the limit of {limit} bytes (limits.max_request_bytes)"
             ),
@@ -139,10 +159,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return too_large("size"),
         Err(e) => {
-            return status_body(
+            return refuse(
+                &pipeline,
+                Refusal::Malformed,
                 format,
-                StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
                 format!("cannot read request body: {e}"),
             );
         }
@@ -156,10 +176,10 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
             Ok(_) if out.len() > limit => return too_large("after decompression"),
             Ok(_) => Bytes::from(out),
             Err(e) => {
-                return status_body(
+                return refuse(
+                    &pipeline,
+                    Refusal::Malformed,
                     format,
-                    StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
                     format!("invalid gzip body: {e}"),
                 );
             }
@@ -176,12 +196,7 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     let request = match request {
         Ok(request) => request,
         Err(message) => {
-            return status_body(
-                format,
-                StatusCode::BAD_REQUEST,
-                tonic::Code::InvalidArgument,
-                message,
-            );
+            return refuse(&pipeline, Refusal::Malformed, format, message);
         }
     };
     let response = match tokio::task::spawn_blocking({

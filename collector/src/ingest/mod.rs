@@ -6,3 +6,4 @@ pub mod agent;
 pub mod convert;
 pub mod grpc;
 pub mod http;
+pub mod refusal;

@@ -88,5 +88,6 @@ pub fn within_one_percent(what: &str, got: &Value, exact_us: u64) {
     );
 }
 pub mod otlp;
+pub mod process;
 pub mod sdk;
 pub mod traffic;
