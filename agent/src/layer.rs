@@ -195,6 +195,7 @@ where
             .take(attrs.metadata().name(), SystemTime::now());
         let mut visitor = SpanVisitor {
             record: &mut record,
+            fresh: true,
             traceparent: None,
             tracestate: None,
         };
@@ -250,6 +251,7 @@ where
         }
         values.record(&mut SpanVisitor {
             record: &mut state.record,
+            fresh: false,
             traceparent: None,
             tracestate: None,
         });

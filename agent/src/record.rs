@@ -299,6 +299,10 @@ impl SpanRecord {
 /// `tracestate` steer the span instead.
 pub(crate) struct SpanVisitor<'a> {
     pub(crate) record: &'a mut SpanRecord,
+    /// The record holds no attribute yet and the fields all come from one callsite (a new
+    /// span): each field is appended without looking for an earlier value of the same name.
+    /// A callsite declaring a name twice then sends it twice, as `tracing-opentelemetry` does.
+    pub(crate) fresh: bool,
     pub(crate) traceparent: Option<String>,
     pub(crate) tracestate: Option<String>,
 }
@@ -341,6 +345,18 @@ impl SpanVisitor<'_> {
     }
 
     fn push(&mut self, field: &Field, value: Value) {
+        if self.fresh {
+            let attributes = &mut self.record.attributes;
+            if attributes.len() < MAX_ATTRIBUTES {
+                attributes.push(Attribute {
+                    key: field.name(),
+                    value,
+                });
+            } else {
+                self.record.dropped_attributes = self.record.dropped_attributes.saturating_add(1);
+            }
+            return;
+        }
         push_attribute(
             &mut self.record.attributes,
             &mut self.record.dropped_attributes,

@@ -24,11 +24,25 @@
 //! `time` (per iteration) divided by 1 or 5 is the time per span.
 //!
 //! Run: `cargo bench -p headlight-benches --bench agent -- --warm-up-time 2 --measurement-time 5`
+//!
+//! Instruction counts: with `AGENT_BENCH_ITERS=N` set, the binary skips criterion and runs the
+//! one workload named by its argument (`span/headlight_deferred`, `transaction/registry_only`…)
+//! exactly `N` times under that setup (same chunks and untimed flushes), so that
+//! `valgrind --tool=callgrind` sees a fixed number of calls of `agent::span` or
+//! `agent::transaction`; their inclusive cost divided by `N` is the cost per iteration:
+//!
+//! ```text
+//! AGENT_BENCH_ITERS=20000 valgrind --tool=callgrind --dump-instr=no \
+//!     --toggle-collect='agent::measured' target/release/deps/agent-<hash> span/headlight_deferred
+//! ```
+//!
+//! (Two chunks run first as a warm-up, outside `agent::measured`, so the figure is the steady
+//! state: records recycled by the agent's pool rather than allocated.)
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use criterion::{Bencher, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Bencher, Criterion, Throughput, criterion_group};
 use headlight_agent::{AgentGuard, AgentStats};
 use headlight_benches::sink::Sink;
 use opentelemetry::trace::TracerProvider as _;
@@ -321,5 +335,66 @@ fn agent(c: &mut Criterion) {
     }
 }
 
+/// Runs one workload a fixed number of times under one setup (see the module's doc), or
+/// returns `false` when `AGENT_BENCH_ITERS` is not set.
+fn fixed_iterations() -> bool {
+    let Some(iters) = std::env::var("AGENT_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    let wanted = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_else(|| "span/headlight_deferred".to_owned());
+    let (workload, setup_name) = wanted.split_once('/').expect("workload/setup");
+    let (spans_per_iter, run): (u64, fn()) = match workload {
+        "span" => (1, span),
+        "transaction" => (TRANSACTION_SPANS, transaction),
+        other => panic!("unknown workload {other}"),
+    };
+    let sink = Sink::start().expect("the sink starts");
+    let setup = match setup_name {
+        "no_subscriber" => Setup::new(
+            "no_subscriber",
+            Dispatch::new(NoSubscriber::default()),
+            Pipeline::None,
+            &sink,
+        ),
+        "registry_only" => Setup::new(
+            "registry_only",
+            Dispatch::new(tracing_subscriber::registry()),
+            Pipeline::None,
+            &sink,
+        ),
+        "headlight" => headlight(&sink, Export::Concurrent),
+        "headlight_deferred" => headlight(&sink, Export::Deferred),
+        "otel_sdk" => otel_sdk(&sink, Export::Concurrent),
+        "otel_sdk_deferred" => otel_sdk(&sink, Export::Deferred),
+        other => panic!("unknown setup {other}"),
+    };
+    // Warm-up: two chunks, so that span records come from the agent's pool as in a steady
+    // state (the first chunk allocates them).
+    setup.time(2 * CHUNK_SPANS / spans_per_iter, spans_per_iter, run);
+    measured(&setup, iters, spans_per_iter, run);
+    setup.finish(&sink);
+    true
+}
+
+/// The measured part of [`fixed_iterations`], apart so that callgrind can collect it alone
+/// (`--toggle-collect='agent::measured'`).
+#[inline(never)]
+fn measured(setup: &Setup, iters: u64, spans_per_iter: u64, workload: fn()) {
+    setup.time(iters, spans_per_iter, workload);
+}
+
 criterion_group!(benches, agent);
-criterion_main!(benches);
+
+fn main() {
+    if fixed_iterations() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -3,6 +3,7 @@
 
 mod codec;
 mod encode;
+mod gzip;
 mod otlp;
 pub(crate) mod tail;
 
@@ -31,6 +32,9 @@ use crate::stats::DropReason;
 use tail::{Decision, TailDecider, Unsent};
 
 pub(crate) use otlp::string as string_attribute;
+
+/// The gRPC client: tonic over the channel, with requests gzipped by the export thread.
+type Client = tonic::client::Grpc<gzip::PrecompressedService<Channel>>;
 
 /// Messages from the guard to the export thread.
 #[derive(Debug)]
@@ -76,10 +80,10 @@ pub(crate) fn spawn(
         .spawn(move || {
             suppress_current_thread();
             runtime.block_on(async move {
-                let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
-                if config.gzip {
-                    client = client.send_compressed(CompressionEncoding::Gzip);
-                }
+                // Requests are gzipped by `gzip::frame`, at a cheaper level than tonic's.
+                let client = tonic::client::Grpc::new(gzip::PrecompressedService::new(
+                    endpoint.connect_lazy(),
+                ));
                 let exporter = Exporter {
                     client: client.accept_compressed(CompressionEncoding::Gzip),
                     config,
@@ -103,7 +107,7 @@ pub(crate) fn spawn(
 }
 
 struct Exporter {
-    client: tonic::client::Grpc<Channel>,
+    client: Client,
     config: ExportConfig,
     headers: MetadataMap,
     resource: Vec<KeyValue>,
@@ -267,12 +271,15 @@ impl Exporter {
                 continue;
             };
             let transactions = chunk.iter().filter(|(_, t)| *t).count() as u64;
-            // Encoded once: a retry re-sends the same bytes (a cheap `Bytes` clone).
-            let body = bytes::Bytes::from(otlp::request(
-                &self.resource,
-                &self.queue.stats(),
-                &batch.spans[from..to],
-            ));
+            // Encoded (and compressed) once: a retry re-sends the same bytes (a cheap `Bytes`
+            // clone).
+            let request =
+                otlp::request(&self.resource, &self.queue.stats(), &batch.spans[from..to]);
+            let body = if self.config.gzip {
+                Body::Gzip(gzip::frame(&request))
+            } else {
+                Body::Plain(bytes::Bytes::from(request))
+            };
             from = to;
             self.send(body, chunk.len() as u64, transactions).await;
         }
@@ -283,7 +290,7 @@ impl Exporter {
 
     /// Sends one request, retrying what OTLP says is retryable until `max_retry_elapsed` (or
     /// the shutdown deadline); a partial success is final.
-    async fn send(&mut self, body: bytes::Bytes, count: u64, transactions: u64) {
+    async fn send(&mut self, body: Body, count: u64, transactions: u64) {
         let counters = Arc::clone(&self.queue.counters);
         let retry_limit = Instant::now() + self.config.max_retry_elapsed;
         let mut attempt = 0u32;
@@ -301,7 +308,15 @@ impl Exporter {
                 .timeout
                 .min(give_up.saturating_duration_since(Instant::now()))
                 .max(Duration::from_millis(10));
-            let mut call = tonic::Request::new(body.clone());
+            let mut call = match &body {
+                Body::Plain(bytes) => tonic::Request::new(bytes.clone()),
+                Body::Gzip(frame) => {
+                    // tonic encodes an empty message; the frame replaces it on the way out.
+                    let mut call = tonic::Request::new(bytes::Bytes::new());
+                    call.extensions_mut().insert(frame.clone());
+                    call
+                }
+            };
             *call.metadata_mut() = self.headers.clone();
             call.set_timeout(timeout);
             counters.export_requests.fetch_add(1, Relaxed);
@@ -376,9 +391,18 @@ impl Batch {
     }
 }
 
+/// An encoded export request, as sent.
+#[derive(Debug)]
+enum Body {
+    /// Protobuf bytes, sent uncompressed.
+    Plain(bytes::Bytes),
+    /// The gzipped gRPC frame.
+    Gzip(gzip::Frame),
+}
+
 /// Calls `TraceService/Export` with an already-encoded request.
 async fn export(
-    client: &mut tonic::client::Grpc<Channel>,
+    client: &mut Client,
     request: tonic::Request<bytes::Bytes>,
 ) -> Result<tonic::Response<ExportTraceServiceResponse>, Status> {
     client
