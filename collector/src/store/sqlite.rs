@@ -18,9 +18,9 @@ use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
-/// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`; older files
-/// are upgraded in place (the tables are created, nothing else changes).
-const SCHEMA_VERSION: i64 = 3;
+/// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`, version 4
+/// `claims`; older files are upgraded in place (the tables are created, nothing else changes).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,6 +119,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_by_alert ON outbox (alert_key, created_ms);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    claimed_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Most bound parameters in one statement (SQLite allows 32766).
@@ -176,7 +181,7 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1 | 2)) => {
+            Some(Ok(1..=3)) => {
                 writer
                     .execute(
                         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -779,6 +784,33 @@ impl Store for SqliteStore {
 
     fn deliveries(&self, alert_key: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         self.with_reader(|conn| super::sqlite_alerts::deliveries(conn, alert_key))
+    }
+
+    fn claim(&self, keys: &[String], holder: &str, lease_ms: i64) -> Result<Vec<bool>, StoreError> {
+        let now_ms = crate::pipeline::now_ns() / 1_000_000;
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn.transaction().map_err(backend)?;
+        let mut won = Vec::with_capacity(keys.len());
+        for key in keys {
+            tx.execute(
+                "DELETE FROM claims WHERE key = ?1 AND claimed_ms <= ?2",
+                params![key, now_ms - lease_ms],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO claims (key, holder, claimed_ms) VALUES (?1, ?2, ?3)",
+                params![key, holder, now_ms],
+            )
+            .map_err(backend)?;
+            let current: String = tx
+                .query_row("SELECT holder FROM claims WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            won.push(current == holder);
+        }
+        tx.commit().map_err(backend)?;
+        Ok(won)
     }
 
     fn ping(&self) -> Result<(), StoreError> {
