@@ -111,10 +111,8 @@ impl ClickHouse {
         let deadline = Instant::now() + Duration::from_secs(60);
         let ping = format!("{}/ping", self.url);
         loop {
-            if let Ok((_, body)) = http::request(&ping, "GET", "") {
-                if body == "Ok.\n" {
-                    return;
-                }
+            if http::request(&ping, "GET", "").is_ok_and(|(_, body)| body == "Ok.\n") {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log =

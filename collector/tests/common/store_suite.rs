@@ -17,8 +17,11 @@ const DAY: i64 = 86_400_000;
 /// A day boundary (2027-01-15), so day partitions and exact horizons agree.
 const NOW: i64 = 20_833 * DAY;
 
+/// One check of the suite.
+pub type Check = fn(&dyn Store);
+
 /// Every check, by name.
-pub const CHECKS: [(&str, fn(&dyn Store)); 9] = [
+pub const CHECKS: [(&str, Check); 9] = [
     ("deltas_add_up", deltas_add_up),
     (
         "series_are_listed_and_filtered",
@@ -593,7 +596,10 @@ fn alerts_and_the_outbox(store: &dyn Store) {
         state: Some(AlertState::Firing),
         ..all.clone()
     };
-    assert_eq!(store.alerts(&firing).unwrap(), [b_record.clone()]);
+    assert_eq!(
+        store.alerts(&firing).unwrap(),
+        std::slice::from_ref(&b_record)
+    );
     let shop = AlertQuery {
         service: Some("shop".into()),
         ..all.clone()
