@@ -15,7 +15,7 @@ use headlight_collector::config::{ClickHouseConfig, Config};
 use headlight_collector::server::Server;
 use serde_json::Value;
 
-use common::clickhouse::{ClickHouse, cluster_xml, use_clickhouse};
+use common::clickhouse::{ClickHouse, use_clickhouse};
 use common::traffic::{Rng, Sender, Txn, traffic};
 
 const MIN: i64 = 60_000;
@@ -160,20 +160,11 @@ async fn two_collectors_on_one_clickhouse_answer_like_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_collectors_on_two_shards_answer_like_one() {
-    // Two server processes; the first holds the cluster definition (both shards by their
-    // native TCP port), the `Distributed` tables and the small tables.
-    let second = ClickHouse::start();
-    let first_tcp = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let first = ClickHouse::start_with(
-        first_tcp,
-        &cluster_xml("two", &[first_tcp, second.tcp_port]),
-    );
+    // The shipped layout (deploy/clickhouse-2shards), two server processes on free ports; the
+    // first holds the Distributed tables and the small tables.
+    let (first, second) = ClickHouse::start_two_shards();
     let sharded = ClickHouseConfig {
-        cluster: Some("two".into()),
+        cluster: Some("headlight_2shards".into()),
         shard_urls: vec![first.url.clone(), second.url.clone()],
         ..first.store_config("sharded")
     };

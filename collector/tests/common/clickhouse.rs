@@ -14,10 +14,10 @@ use headlight_collector::config::{Backend, ClickHouseConfig, Config};
 pub struct ClickHouse {
     child: Child,
     dir: tempfile::TempDir,
+    /// Which shard of the layout it runs.
+    n: u16,
     /// `http://127.0.0.1:<http_port>`.
     pub url: String,
-    /// Its native TCP port (what `remote_servers` entries name).
-    pub tcp_port: u16,
 }
 
 fn free_port() -> u16 {
@@ -37,60 +37,73 @@ fn binary() -> PathBuf {
     panic!("clickhouse-server is not installed (scripts/test installs Debian's package)");
 }
 
-/// Writes a `remote_servers` section: cluster `name` with one shard per TCP port, each on
-/// 127.0.0.1.
-pub fn cluster_xml(name: &str, tcp_ports: &[u16]) -> String {
-    let shards: String = tcp_ports
-        .iter()
-        .map(|p| {
-            format!("<shard><replica><host>127.0.0.1</host><port>{p}</port></replica></shard>")
-        })
-        .collect();
-    format!("<remote_servers><{name}>{shards}</{name}></remote_servers>")
+/// The shipped two-shard layout, whose files the test servers run from.
+const DEPLOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/clickhouse-2shards");
+
+/// Returns `text` with `from` replaced by `to`, which must occur.
+fn replace(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{DEPLOY}: {from:?} not found");
+    text.replace(from, to)
 }
 
 impl ClickHouse {
-    /// Starts a server with no cluster.
+    /// Starts one server (shard 1 of the shipped layout, alone).
     pub fn start() -> Self {
-        Self::start_with(free_port(), "")
+        let tcp = free_port();
+        Self::launch(1, [tcp, free_port()])
     }
 
-    /// Starts a server on `tcp_port` with `extra` XML inside `<yandex>` (e.g. a cluster).
-    pub fn start_with(tcp_port: u16, extra: &str) -> Self {
+    /// Starts the shipped two-shard layout (`deploy/clickhouse-2shards/`) on free ports:
+    /// shard 1 (the node collectors talk to) and shard 2.
+    pub fn start_two_shards() -> (Self, Self) {
+        let tcp = [free_port(), free_port()];
+        let second = Self::launch(2, tcp);
+        (Self::launch(1, tcp), second)
+    }
+
+    /// Runs `shard{n}.xml` of the layout in a temp dir, its ports replaced by free ones and
+    /// the cluster's shards by `cluster_tcp`.
+    fn launch(n: u16, cluster_tcp: [u16; 2]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().display().to_string();
         let http_port = free_port();
-        let interserver = free_port();
-        std::fs::write(
-            dir.path().join("users.xml"),
-            "<?xml version=\"1.0\"?><yandex><profiles><default></default></profiles>\
-             <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip>\
-             </networks><profile>default</profile><quota>default</quota></default></users>\
-             <quotas><default></default></quotas></yandex>",
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("config.xml"),
-            format!(
-                "<?xml version=\"1.0\"?><yandex>\
-                 <logger><level>warning</level><log>{root}/server.log</log>\
-                 <errorlog>{root}/error.log</errorlog></logger>\
-                 <http_port>{http_port}</http_port><tcp_port>{tcp_port}</tcp_port>\
-                 <interserver_http_port>{interserver}</interserver_http_port>\
-                 <listen_host>127.0.0.1</listen_host>\
-                 <path>{root}/data/</path><tmp_path>{root}/tmp/</tmp_path>\
-                 <user_files_path>{root}/user_files/</user_files_path>\
-                 <format_schema_path>{root}/format_schemas/</format_schema_path>\
-                 <mark_cache_size>5368709120</mark_cache_size>\
-                 <users_config>{root}/users.xml</users_config>\
-                 <default_profile>default</default_profile>\
-                 <default_database>default</default_database>\
-                 <timezone>UTC</timezone>{extra}</yandex>"
+        let tcp_port = cluster_tcp[usize::from(n - 1)];
+        std::fs::create_dir_all(dir.path().join(format!("shard{n}"))).unwrap();
+        std::fs::copy(format!("{DEPLOY}/users.xml"), dir.path().join("users.xml")).unwrap();
+        let mut config = std::fs::read_to_string(format!("{DEPLOY}/shard{n}.xml")).unwrap();
+        config = replace(&config, "@DATA@", &root);
+        config = replace(
+            &config,
+            &format!("<http_port>{}</http_port>", 8122 + n),
+            &format!("<http_port>{http_port}</http_port>"),
+        );
+        config = replace(
+            &config,
+            &format!("<tcp_port>{}</tcp_port>", 8999 + n),
+            &format!("<tcp_port>{tcp_port}</tcp_port>"),
+        );
+        config = replace(
+            &config,
+            &format!(
+                "<interserver_http_port>{}</interserver_http_port>",
+                9008 + n
             ),
-        )
-        .unwrap();
+            &format!(
+                "<interserver_http_port>{}</interserver_http_port>",
+                free_port()
+            ),
+        );
+        for (i, port) in cluster_tcp.iter().enumerate() {
+            config = replace(
+                &config,
+                &format!("<port>{}</port>", 9000 + i),
+                &format!("<port>{port}</port>"),
+            );
+        }
+        let path = dir.path().join("config.xml");
+        std::fs::write(&path, config).unwrap();
         let child = Command::new(binary())
-            .arg(format!("--config-file={root}/config.xml"))
+            .arg(format!("--config-file={}", path.display()))
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -100,8 +113,8 @@ impl ClickHouse {
         let mut server = Self {
             child,
             dir,
+            n,
             url: format!("http://127.0.0.1:{http_port}"),
-            tcp_port,
         };
         server.wait_ready();
         server
