@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use headlight_benches::{Shape, span_count, synthetic_request};
+use headlight_benches::{INGEST_SHAPE as SHAPE, ingest_and_flush, span_count, synthetic_request};
 use headlight_collector::config::{ClickHouseConfig, Config};
 use headlight_collector::pipeline::Pipeline;
 use headlight_collector::store::{ClickHouseStore, Credentials, SqliteStore, Store};
@@ -24,13 +24,6 @@ use prost::Message;
 
 /// Requests per store write.
 const FLUSH_EVERY: usize = 10;
-
-const SHAPE: Shape = Shape {
-    transactions: 500,
-    children: 3,
-    series: 50,
-    attributes: 6,
-};
 
 fn now() -> std::time::Duration {
     SystemTime::now()
@@ -95,14 +88,7 @@ fn ingest(c: &mut Criterion) {
                         })
                         .collect::<Vec<_>>()
                 },
-                |batch| {
-                    for bytes in batch {
-                        let request =
-                            ExportTraceServiceRequest::decode(&bytes[..]).expect("valid");
-                        assert!(pipeline.export(request).partial_success.is_none());
-                    }
-                    pipeline.flush().expect("store write");
-                },
+                |batch| ingest_and_flush(&pipeline, batch),
                 BatchSize::PerIteration,
             );
         });

@@ -11,37 +11,14 @@
 //! - claims: see [`claim`].
 
 use super::StoreError;
+use super::alert_codes::{delivery_str, json, parse, state_str};
 use super::clickhouse::{ClickHouseStore, now_ns};
 use super::clickhouse_http::{Row, Rows, lit, rows};
-use crate::alert::model::AlertState;
-use crate::alert::store::{AlertQuery, AlertRecord, DeliveryState, OutboxEntry};
+use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
 
 const DEPLOY_COLUMNS: &str =
     "id, service, environment, version, commit_id, description, time_ms, automatic, commit_time_ms";
-
-fn state_str(s: AlertState) -> &'static str {
-    match s {
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
-    }
-}
-
-fn delivery_str(s: DeliveryState) -> &'static str {
-    match s {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Failed => "failed",
-    }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
 
 fn deploy_from(r: &Row<'_>) -> Result<Deploy, StoreError> {
     Ok(Deploy {

@@ -6,6 +6,7 @@
 //! sharing one store all merge exactly. An append-only backend (ClickHouse) may keep the deltas
 //! as rows and return several rows per window from the read methods; callers merge them.
 
+mod alert_codes;
 mod clickhouse;
 mod clickhouse_http;
 mod clickhouse_meta;
