@@ -761,7 +761,7 @@ impl Store for ClickHouseStore {
                     )));
                 }
             };
-            let parent = if r.opt_string(2).is_ok_and(|p| p.is_none()) {
+            let parent = if r.is_null(2)? {
                 None
             } else {
                 Some(fixed(&r.bytes(2)?))

@@ -289,9 +289,14 @@ impl Row<'_> {
         String::from_utf8(self.bytes(i)?).map_err(|_| corrupt("text", i))
     }
 
+    /// Whether a `Nullable` field is NULL.
+    pub(super) fn is_null(&self, i: usize) -> Result<bool, StoreError> {
+        Ok(self.raw(i)? == b"\\N")
+    }
+
     /// A `Nullable` text field.
     pub(super) fn opt_string(&self, i: usize) -> Result<Option<String>, StoreError> {
-        if self.raw(i)? == b"\\N" {
+        if self.is_null(i)? {
             return Ok(None);
         }
         self.string(i).map(Some)
@@ -307,7 +312,7 @@ impl Row<'_> {
 
     /// A `Nullable` number.
     pub(super) fn opt_num<T: std::str::FromStr>(&self, i: usize) -> Result<Option<T>, StoreError> {
-        if self.raw(i)? == b"\\N" {
+        if self.is_null(i)? {
             return Ok(None);
         }
         self.num(i).map(Some)
