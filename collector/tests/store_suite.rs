@@ -92,3 +92,35 @@ fn clickhouse_errors_are_reported_and_a_newer_schema_is_refused() {
     let err = ClickHouseStore::open(&config, Credentials::default()).unwrap_err();
     assert!(err.to_string().contains("schema version 99"), "{err}");
 }
+
+#[test]
+fn concurrent_claims_on_clickhouse_have_one_winner_per_key() {
+    let server = ClickHouse::start();
+    let config = server.store_config("claims");
+    // Four collectors (stores with their own clients) claim the same keys at the same moment.
+    let stores: Vec<ClickHouseStore> = (0..4)
+        .map(|_| ClickHouseStore::open(&config, Credentials::default()).unwrap())
+        .collect();
+    let keys: Vec<String> = (0..50).map(|i| format!("deliver/d{i}/hook/0")).collect();
+    let barrier = std::sync::Barrier::new(stores.len());
+    let won: Vec<Vec<bool>> = std::thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (keys, barrier) = (&keys, &barrier);
+                s.spawn(move || {
+                    barrier.wait();
+                    store
+                        .claim(keys, &format!("collector-{i}"), 60_000)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (k, key) in keys.iter().enumerate() {
+        let winners = won.iter().filter(|w| w[k]).count();
+        assert_eq!(winners, 1, "{key}: {winners} winners");
+    }
+}
