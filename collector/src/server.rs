@@ -198,10 +198,7 @@ impl Server {
                 "alert evaluation failed; retrying",
                 move || {
                     let now_ms = crate::pipeline::now_ns() / 1_000_000;
-                    // One collector evaluates each period (of the wall clock, so collectors
-                    // started at different times agree on the periods).
-                    let key = format!("evaluate/{}", now_ms.div_euclid(period_ms.max(1)));
-                    if !p.store().claim(&[key], &h, period_ms)?.first().copied().unwrap_or(false) {
+                    if !holds_period(p.store().as_ref(), "evaluate", period_ms, now_ms, &h)? {
                         return Ok(crate::alert::evaluate::Evaluation::default());
                     }
                     crate::alert::evaluate::evaluate(p.store().as_ref(), p.config(), &rules, now_ms)
@@ -220,11 +217,19 @@ impl Server {
             stop_rx.clone(),
         )));
         let p = Arc::clone(&pipeline);
+        let h = Arc::clone(&holder);
         tasks.push(tokio::spawn(periodically(
             RETENTION_EVERY,
             stop_rx,
             "retention pass failed",
-            move || p.enforce_retention(),
+            move || {
+                let every_ms = RETENTION_EVERY.as_millis() as i64;
+                let now_ms = crate::pipeline::now_ns() / 1_000_000;
+                if !holds_period(p.store().as_ref(), "retention", every_ms, now_ms, &h)? {
+                    return Ok(crate::store::RetentionReport::default());
+                }
+                p.enforce_retention()
+            },
             |report| tracing::debug!(?report, "retention pass"),
         )));
         tracing::info!(%otlp_grpc, %otlp_http, %http, data_dir = %config.data_dir.display(), "headlight collector listening");
@@ -358,6 +363,24 @@ pub async fn open_store(
         }
     };
     Ok(store)
+}
+
+/// Claims the wall-clock period of `period_ms` holding `now_ms` for periodic work `what`: one
+/// collector of those sharing the store does it per period (periods of the wall clock, so
+/// collectors started at different times agree on them).
+fn holds_period(
+    store: &dyn Store,
+    what: &str,
+    period_ms: i64,
+    now_ms: i64,
+    holder: &str,
+) -> Result<bool, StoreError> {
+    let key = format!("{what}/{}", now_ms.div_euclid(period_ms.max(1)));
+    Ok(store
+        .claim(&[key], holder, period_ms)?
+        .first()
+        .copied()
+        .unwrap_or(false))
 }
 
 /// A name for this collector in claims: unique per process and server.

@@ -344,7 +344,7 @@ impl ClickHouseStore {
 
     /// Sets a `TTL` on the data tables with the retention horizons (servers from 19.6); rows
     /// past it are dropped by ClickHouse's merges, partitions by [`Store::enforce_retention`].
-    pub fn set_ttl(&self, cutoffs_age: &RetentionAges) -> Result<bool, StoreError> {
+    pub fn set_ttl(&self, ages: &RetentionAges) -> Result<bool, StoreError> {
         if !self.has_ttl() {
             return Ok(false);
         }
@@ -359,12 +359,9 @@ impl ClickHouseStore {
                 let ttl = match name {
                     "histograms" | "breakdown" => format!(
                         "toDateTime(intDiv(window_start_ms, 1000) + if(resolution_s = {}, {}, {}))",
-                        cutoffs_age.raw_resolution_s, cutoffs_age.raw_s, cutoffs_age.rollup_s
+                        ages.raw_resolution_s, ages.raw_s, ages.rollup_s
                     ),
-                    _ => format!(
-                        "toDateTime(intDiv(end_ns, 1000000000) + {})",
-                        cutoffs_age.raw_s
-                    ),
+                    _ => format!("toDateTime(intDiv(end_ns, 1000000000) + {})", ages.raw_s),
                 };
                 self.exec(shard, &format!("ALTER TABLE {db}.{table} MODIFY TTL {ttl}"))?;
             }
