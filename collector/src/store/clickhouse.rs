@@ -747,8 +747,13 @@ impl Store for ClickHouseStore {
             bytes_lit(trace_id)
         ))?;
         let mut out = Vec::new();
+        // `LIMIT 1 BY` runs per shard too; copies on two shards are dropped here.
+        let mut seen = std::collections::BTreeSet::new();
         for r in rows(&body) {
             let span_id = fixed(&r.bytes(1)?);
+            if !seen.insert(span_id) {
+                continue;
+            }
             let attributes = match serde_json::from_str(&r.string(12)?) {
                 Ok(serde_json::Value::Object(map)) => map,
                 _ => {
