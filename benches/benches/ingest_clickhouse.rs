@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use headlight_benches::{INGEST_SHAPE as SHAPE, ingest_and_flush, span_count, synthetic_request};
-use headlight_collector::config::{ClickHouseConfig, Config};
+use headlight_benches::{
+    INGEST_SHAPE as SHAPE, clickhouse_config, ingest_and_flush, span_count, synthetic_request,
+};
+use headlight_collector::config::Config;
 use headlight_collector::pipeline::Pipeline;
 use headlight_collector::store::{ClickHouseStore, Credentials, SqliteStore, Store};
 use headlight_proto::otlp::collector::ExportTraceServiceRequest;
@@ -29,20 +31,6 @@ fn now() -> std::time::Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
-}
-
-fn clickhouse_config() -> ClickHouseConfig {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    ClickHouseConfig {
-        url: env("HEADLIGHT_BENCH_CLICKHOUSE_URL")
-            .unwrap_or_else(|| "http://127.0.0.1:8123".to_owned()),
-        database: format!("bench_{}", now().as_secs()),
-        cluster: env("HEADLIGHT_BENCH_CLICKHOUSE_CLUSTER"),
-        shard_urls: env("HEADLIGHT_BENCH_CLICKHOUSE_SHARDS")
-            .map(|s| s.split(',').map(str::to_owned).collect())
-            .unwrap_or_default(),
-        ..ClickHouseConfig::default()
-    }
 }
 
 fn ingest(c: &mut Criterion) {

@@ -129,3 +129,24 @@ pub fn ingest_and_flush(pipeline: &Pipeline, requests: Vec<Vec<u8>>) {
     }
     pipeline.flush().expect("store write");
 }
+
+/// The ClickHouse the ClickHouse benches write to, from the environment:
+/// `HEADLIGHT_BENCH_CLICKHOUSE_URL` (default `http://127.0.0.1:8123`), and for a sharded layout
+/// `HEADLIGHT_BENCH_CLICKHOUSE_CLUSTER` with `HEADLIGHT_BENCH_CLICKHOUSE_SHARDS` (comma-separated
+/// shard URLs); a fresh database `bench_<unix ns>` per call.
+pub fn clickhouse_config() -> headlight_collector::config::ClickHouseConfig {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    headlight_collector::config::ClickHouseConfig {
+        url: env("HEADLIGHT_BENCH_CLICKHOUSE_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8123".to_owned()),
+        database: format!("bench_{}", now.as_nanos()),
+        cluster: env("HEADLIGHT_BENCH_CLICKHOUSE_CLUSTER"),
+        shard_urls: env("HEADLIGHT_BENCH_CLICKHOUSE_SHARDS")
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        ..headlight_collector::config::ClickHouseConfig::default()
+    }
+}
