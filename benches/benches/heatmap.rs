@@ -5,7 +5,8 @@
 //!
 //! With `HEADLIGHT_BENCH_CLICKHOUSE_URL` set (see `clickhouse_config`), the same queries run
 //! from ClickHouse too, the same transactions written as 10 deltas per window, as a collector
-//! flushing every second (default `flush_interval_ms`) writes them.
+//! flushing every second (default `flush_interval_ms`) writes them (`HEADLIGHT_BENCH_DELTAS`
+//! sets another number).
 //!
 //! Run: `cargo bench -p headlight-benches --bench heatmap`
 
@@ -26,8 +27,15 @@ use headlight_collector::store::{
 const WINDOW_MS: i64 = 10_000;
 const WINDOWS: i64 = 360;
 const PER_WINDOW: u64 = 10_000;
-/// Deltas written per window (one per flush of a 10 s window at 1 s flushes).
-const DELTAS: u64 = 10;
+/// Deltas written per window: one per flush of a 10 s window at 1 s flushes; another number
+/// from `HEADLIGHT_BENCH_DELTAS` (1 = a collector flushing every 10 s).
+fn deltas() -> u64 {
+    std::env::var("HEADLIGHT_BENCH_DELTAS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|d| PER_WINDOW % d == 0)
+        .unwrap_or(10)
+}
 
 fn hitmap(c: &mut Criterion) {
     let now_ms = SystemTime::now()
@@ -53,11 +61,12 @@ fn hitmap(c: &mut Criterion) {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let histograms: Vec<HistogramDelta> = (0..WINDOWS * DELTAS as i64)
+    let deltas = deltas();
+    let histograms: Vec<HistogramDelta> = (0..WINDOWS * deltas as i64)
         .map(|d| {
-            let w = d / DELTAS as i64;
+            let w = d / deltas as i64;
             let mut stats = LatencyStats::default();
-            for _ in 0..PER_WINDOW / DELTAS {
+            for _ in 0..PER_WINDOW / deltas {
                 let z =
                     (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
                 let us = (20_000.0 * (0.6 * z).exp()).round() as u64;

@@ -2,9 +2,10 @@
 //!
 //! Everything is append-only, so several collectors writing at once never conflict:
 //!
-//! - **Histograms** and **breakdown** rows are the flushes' deltas, inserted as they come; the
-//!   read methods return every row (histograms) or sum them (breakdown), so counts are exact
-//!   however many collectors wrote a window.
+//! - **Histograms** and **breakdown** rows are the flushes' deltas, inserted as they come; reads
+//!   add them up in ClickHouse (`sum`, and `sumMap` over each histogram's buckets, stored as
+//!   value and count arrays), so counts are exact however many collectors wrote a window and one
+//!   row per window comes back.
 //! - **Transaction index** and **spans** are plain inserts; spans are deduplicated on read by
 //!   `(trace_id, span_id)` (a retried export is stored once as far as readers can tell).
 //! - **Series, deploys, comparisons** are insert-if-absent by reading back the first row written
@@ -23,7 +24,7 @@
 
 use std::time::Duration;
 
-use super::clickhouse_http::{Client, Row, Rows, bytes_lit, lit, rows};
+use super::clickhouse_http::{Client, Rows, bytes_lit, lit, rows};
 use super::{
     BreakdownDelta, HistogramDelta, RetentionCutoffs, RetentionReport, SeriesFilter, SeriesRecord,
     Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
@@ -48,7 +49,9 @@ const DATA_TABLES: [(&str, &str, &str, &str); 4] = [
     (
         "histograms",
         "series_id Int64, resolution_s UInt32, window_start_ms Int64, count UInt64,
-         errors UInt64, sum_us UInt64, max_us UInt64, hist String, err_hist String",
+         errors UInt64, sum_us UInt64, max_us UInt64, bucket_us Array(UInt64),
+         bucket_counts Array(UInt64), err_bucket_us Array(UInt64),
+         err_bucket_counts Array(UInt64)",
         "(resolution_s, toYYYYMMDD(toDateTime(intDiv(window_start_ms, 1000))))",
         "(series_id, resolution_s, window_start_ms)",
     ),
@@ -180,21 +183,50 @@ fn fixed<const N: usize>(b: &[u8]) -> [u8; N] {
     out
 }
 
-fn stats_from_row(r: &Row<'_>, first: usize) -> Result<LatencyStats, StoreError> {
-    let corrupt = |e: histogram::CorruptHistogram| StoreError::Corrupt(e.to_string());
-    let err_hist = r.bytes(first + 5)?;
-    Ok(LatencyStats {
-        count: r.num(first)?,
-        errors: r.num(first + 1)?,
-        sum_us: r.num(first + 2)?,
-        max_us: r.num(first + 3)?,
-        histogram: histogram::decode(&r.bytes(first + 4)?).map_err(corrupt)?,
-        error_histogram: if err_hist.is_empty() {
-            histogram::new_histogram()
-        } else {
-            histogram::decode(&err_hist).map_err(corrupt)?
-        },
-    })
+/// Writes a histogram as two arrays: each recorded bucket's highest equivalent value (µs) and
+/// its count; `sumMap` adds such pairs exactly, and recording each value again lands in the
+/// same bucket.
+fn bucket_arrays(h: &histogram::LatencyHistogram) -> (String, String) {
+    let mut values = String::from("[");
+    let mut counts = String::from("[");
+    for (i, v) in h.iter_recorded().enumerate() {
+        if i > 0 {
+            values.push(',');
+            counts.push(',');
+        }
+        values.push_str(&v.value_iterated_to().to_string());
+        counts.push_str(&v.count_at_value().to_string());
+    }
+    values.push(']');
+    counts.push(']');
+    (values, counts)
+}
+
+/// Reads a `sumMap` result, `([v1,v2],[c1,c2])`, into a histogram.
+fn histogram_from_sum_map(text: &str) -> Result<histogram::LatencyHistogram, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("unreadable histogram buckets {text:.80}"));
+    let inner = text
+        .strip_prefix("([")
+        .and_then(|t| t.strip_suffix("])"))
+        .ok_or_else(corrupt)?;
+    let (values, counts) = inner.split_once("],[").ok_or_else(corrupt)?;
+    let numbers = |list: &str| -> Result<Vec<u64>, StoreError> {
+        if list.is_empty() {
+            return Ok(Vec::new());
+        }
+        list.split(',')
+            .map(|n| n.parse().map_err(|_| corrupt()))
+            .collect()
+    };
+    let (values, counts) = (numbers(values)?, numbers(counts)?);
+    if values.len() != counts.len() {
+        return Err(corrupt());
+    }
+    let mut h = histogram::new_histogram();
+    for (v, n) in values.into_iter().zip(counts) {
+        h.saturating_record_n(v, n);
+    }
+    Ok(h)
 }
 
 /// Parses `20261122` into the unix ms of that day's end (the next midnight, UTC).
@@ -513,11 +545,8 @@ impl Store for ClickHouseStore {
         let mut hist = Rows::default();
         for h in &batch.histograms {
             let s = &h.stats;
-            let err = if s.errors > 0 {
-                histogram::encode(&s.error_histogram)
-            } else {
-                Vec::new()
-            };
+            let (values, counts) = bucket_arrays(&s.histogram);
+            let (err_values, err_counts) = bucket_arrays(&s.error_histogram);
             hist.num(h.series.0)
                 .num(h.resolution_s)
                 .num(h.window_start_ms)
@@ -525,13 +554,16 @@ impl Store for ClickHouseStore {
                 .num(s.errors)
                 .num(s.sum_us)
                 .num(s.max_us)
-                .bytes(&histogram::encode(&s.histogram))
-                .bytes(&err);
+                .str(&values)
+                .str(&counts)
+                .str(&err_values)
+                .str(&err_counts);
             hist.end();
         }
         self.insert(
             "histograms",
-            "series_id, resolution_s, window_start_ms, count, errors, sum_us, max_us, hist, err_hist",
+            "series_id, resolution_s, window_start_ms, count, errors, sum_us, max_us, bucket_us,
+             bucket_counts, err_bucket_us, err_bucket_counts",
             hist,
         )?;
         let mut breakdown = Rows::default();
@@ -641,11 +673,15 @@ impl Store for ClickHouseStore {
     ) -> Result<Vec<HistogramDelta>, StoreError> {
         let mut out = Vec::new();
         for chunk in series.chunks(MAX_SERIES_PER_QUERY) {
+            // ClickHouse merges the deltas of each window: one row per window comes back.
             let body = self.query(&format!(
-                "SELECT series_id, window_start_ms, count, errors, sum_us, max_us, hist, err_hist
+                "SELECT series_id, window_start_ms, sum(count), sum(errors), sum(sum_us),
+                        max(max_us), sumMap(bucket_us, bucket_counts),
+                        sumMap(err_bucket_us, err_bucket_counts)
                  FROM {}.histograms
                  WHERE resolution_s = {resolution_s} AND window_start_ms >= {from_ms}
-                   AND window_start_ms < {to_ms} AND series_id IN ({})",
+                   AND window_start_ms < {to_ms} AND series_id IN ({})
+                 GROUP BY series_id, window_start_ms",
                 self.db,
                 ids(chunk)
             ))?;
@@ -654,7 +690,14 @@ impl Store for ClickHouseStore {
                     series: SeriesId(r.num(0)?),
                     resolution_s,
                     window_start_ms: r.num(1)?,
-                    stats: stats_from_row(&r, 2)?,
+                    stats: LatencyStats {
+                        count: r.num(2)?,
+                        errors: r.num(3)?,
+                        sum_us: r.num(4)?,
+                        max_us: r.num(5)?,
+                        histogram: histogram_from_sum_map(&r.string(6)?)?,
+                        error_histogram: histogram_from_sum_map(&r.string(7)?)?,
+                    },
                 });
             }
         }
@@ -866,6 +909,21 @@ impl Store for ClickHouseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_arrays_round_trip_exactly() {
+        let mut stats = LatencyStats::default();
+        for us in [1, 7, 999, 1_000, 1_234, 50_000, 3_600_000_000] {
+            stats.record(us, false);
+            stats.record(us, false);
+        }
+        let (values, counts) = bucket_arrays(&stats.histogram);
+        let back = histogram_from_sum_map(&format!("({values},{counts})")).unwrap();
+        assert_eq!(back, stats.histogram);
+        let empty = histogram_from_sum_map("([],[])").unwrap();
+        assert_eq!(empty.len(), 0);
+        assert!(histogram_from_sum_map("([1],[])").is_err());
+    }
 
     #[test]
     fn partitions_and_days_are_read() {
