@@ -33,7 +33,7 @@ fn deltas() -> u64 {
     std::env::var("HEADLIGHT_BENCH_DELTAS")
         .ok()
         .and_then(|d| d.parse().ok())
-        .filter(|d| PER_WINDOW % d == 0)
+        .filter(|&d| d > 0 && PER_WINDOW.is_multiple_of(d))
         .unwrap_or(10)
 }
 
