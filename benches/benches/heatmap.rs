@@ -3,23 +3,39 @@
 //! same windows (the same store read, without the binning) measured in the same run.
 //! Budget (design.md §7): ≤ 50 ms.
 //!
+//! With `HEADLIGHT_BENCH_CLICKHOUSE_URL` set (see `clickhouse_config`), the same queries run
+//! from ClickHouse too, the same transactions written as 10 deltas per window, as a collector
+//! flushing every second (default `flush_interval_ms`) writes them (`HEADLIGHT_BENCH_DELTAS`
+//! sets another number).
+//!
 //! Run: `cargo bench -p headlight-benches --bench heatmap`
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use headlight_benches::clickhouse_config;
 use headlight_collector::aggregate::histogram::LatencyStats;
 use headlight_collector::model::SeriesKey;
 use headlight_collector::query::heatmap::{Scale, YAxis, heatmap};
 use headlight_collector::query::latency;
 use headlight_collector::query::range::Windows;
 use headlight_collector::store::{
-    HistogramDelta, SeriesFilter, SeriesRecord, SqliteStore, Store, WriteBatch,
+    ClickHouseStore, Credentials, HistogramDelta, SeriesFilter, SeriesRecord, SqliteStore, Store,
+    WriteBatch,
 };
 
 const WINDOW_MS: i64 = 10_000;
 const WINDOWS: i64 = 360;
 const PER_WINDOW: u64 = 10_000;
+/// Deltas written per window: one per flush of a 10 s window at 1 s flushes; another number
+/// from `HEADLIGHT_BENCH_DELTAS` (1 = a collector flushing every 10 s).
+fn deltas() -> u64 {
+    std::env::var("HEADLIGHT_BENCH_DELTAS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|&d| d > 0 && PER_WINDOW.is_multiple_of(d))
+        .unwrap_or(10)
+}
 
 fn hitmap(c: &mut Criterion) {
     let now_ms = SystemTime::now()
@@ -45,10 +61,12 @@ fn hitmap(c: &mut Criterion) {
         state ^= state << 17;
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
-    let histograms: Vec<HistogramDelta> = (0..WINDOWS)
-        .map(|w| {
+    let deltas = deltas();
+    let histograms: Vec<HistogramDelta> = (0..WINDOWS * deltas as i64)
+        .map(|d| {
+            let w = d / deltas as i64;
             let mut stats = LatencyStats::default();
-            for _ in 0..PER_WINDOW {
+            for _ in 0..PER_WINDOW / deltas {
                 let z =
                     (-2.0 * uniform().ln()).sqrt() * (2.0 * std::f64::consts::PI * uniform()).cos();
                 let us = (20_000.0 * (0.6 * z).exp()).round() as u64;
@@ -62,17 +80,24 @@ fn hitmap(c: &mut Criterion) {
             }
         })
         .collect();
-    store
-        .write(&WriteBatch {
-            series: vec![SeriesRecord {
-                id: series,
-                key: key.clone(),
-                first_seen_ms: from_ms,
-            }],
-            histograms,
-            ..WriteBatch::default()
-        })
-        .expect("write");
+    let batch = WriteBatch {
+        series: vec![SeriesRecord {
+            id: series,
+            key: key.clone(),
+            first_seen_ms: from_ms,
+        }],
+        histograms,
+        ..WriteBatch::default()
+    };
+    store.write(&batch).expect("write");
+    let clickhouse = std::env::var("HEADLIGHT_BENCH_CLICKHOUSE_URL")
+        .is_ok()
+        .then(|| {
+            let store = ClickHouseStore::open(&clickhouse_config(), Credentials::default())
+                .expect("clickhouse");
+            store.write(&batch).expect("write");
+            store
+        });
     let filter = SeriesFilter {
         service: Some(key.service.clone()),
         transaction: Some(key.transaction.clone()),
@@ -100,6 +125,16 @@ fn hitmap(c: &mut Criterion) {
     group.bench_function("heatmap_120x40", |b| {
         b.iter(|| heatmap(&store, &filter, &windows, 30_000, &axis).expect("heatmap"));
     });
+    if let Some(ch) = &clickhouse {
+        let check = heatmap(ch, &filter, &windows, 30_000, &axis).expect("heatmap");
+        assert_eq!(check.total, (WINDOWS as u64) * PER_WINDOW);
+        group.bench_function("clickhouse_latency_query", |b| {
+            b.iter(|| latency(ch, &filter, &windows, 30_000, 500.0).expect("latency"));
+        });
+        group.bench_function("clickhouse_heatmap_120x40", |b| {
+            b.iter(|| heatmap(ch, &filter, &windows, 30_000, &axis).expect("heatmap"));
+        });
+    }
     group.finish();
 }
 

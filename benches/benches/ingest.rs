@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use headlight_benches::{Shape, span_count, synthetic_request};
+use headlight_benches::{INGEST_SHAPE as SHAPE, ingest_and_flush, span_count, synthetic_request};
 use headlight_collector::config::Config;
 use headlight_collector::pipeline::Pipeline;
 use headlight_collector::store::{SqliteStore, Store};
@@ -17,13 +17,6 @@ use prost::Message;
 
 /// Requests per store write in the end-to-end measurement.
 const FLUSH_EVERY: usize = 10;
-
-const SHAPE: Shape = Shape {
-    transactions: 500,
-    children: 3,
-    series: 50,
-    attributes: 6,
-};
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -85,13 +78,7 @@ fn ingest(c: &mut Criterion) {
     group.bench_function("decode_aggregate_store", |b| {
         b.iter_batched(
             || (0..FLUSH_EVERY).map(|_| take()).collect::<Vec<_>>(),
-            |batch| {
-                for bytes in batch {
-                    let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid");
-                    assert!(pipeline.export(request).partial_success.is_none());
-                }
-                pipeline.flush().expect("store write");
-            },
+            |batch| ingest_and_flush(&pipeline, batch),
             BatchSize::PerIteration,
         );
     });

@@ -5,6 +5,9 @@
 
 pub mod sink;
 
+use headlight_collector::pipeline::Pipeline;
+use prost::Message as _;
+
 use headlight_proto::otlp::collector::ExportTraceServiceRequest;
 use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value};
 use headlight_proto::otlp::resource::Resource;
@@ -22,6 +25,15 @@ pub struct Shape {
     /// Attributes on each span.
     pub attributes: usize,
 }
+
+/// The ingest benches' request: 500 transactions × (1 server span + 3 client children), 50
+/// series, 6 attributes per span.
+pub const INGEST_SHAPE: Shape = Shape {
+    transactions: 500,
+    children: 3,
+    series: 50,
+    attributes: 6,
+};
 
 fn string_attr(key: &str, value: String) -> KeyValue {
     KeyValue {
@@ -105,4 +117,36 @@ pub fn synthetic_request(shape: Shape, now_ns: u64, seed: u64) -> ExportTraceSer
 /// Spans in a request of `shape`.
 pub fn span_count(shape: Shape) -> usize {
     shape.transactions * (1 + shape.children)
+}
+
+/// Decodes and ingests each encoded request, then writes what was aggregated to the store in
+/// one flush: the collector's end-to-end work for a batch (the flusher runs once a second, so
+/// many requests share a store write).
+pub fn ingest_and_flush(pipeline: &Pipeline, requests: Vec<Vec<u8>>) {
+    for bytes in requests {
+        let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid request");
+        assert!(pipeline.export(request).partial_success.is_none());
+    }
+    pipeline.flush().expect("store write");
+}
+
+/// The ClickHouse the ClickHouse benches write to, from the environment:
+/// `HEADLIGHT_BENCH_CLICKHOUSE_URL` (default `http://127.0.0.1:8123`), and for a sharded layout
+/// `HEADLIGHT_BENCH_CLICKHOUSE_CLUSTER` with `HEADLIGHT_BENCH_CLICKHOUSE_SHARDS` (comma-separated
+/// shard URLs); a fresh database `bench_<unix ns>` per call.
+pub fn clickhouse_config() -> headlight_collector::config::ClickHouseConfig {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    headlight_collector::config::ClickHouseConfig {
+        url: env("HEADLIGHT_BENCH_CLICKHOUSE_URL")
+            .unwrap_or_else(|| "http://127.0.0.1:8123".to_owned()),
+        database: format!("bench_{}", now.as_nanos()),
+        cluster: env("HEADLIGHT_BENCH_CLICKHOUSE_CLUSTER"),
+        shard_urls: env("HEADLIGHT_BENCH_CLICKHOUSE_SHARDS")
+            .map(|s| s.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        ..headlight_collector::config::ClickHouseConfig::default()
+    }
 }

@@ -60,6 +60,8 @@ pub struct Config {
     pub alerts: crate::alert::rules::AlertsConfig,
     /// `GET /metrics`.
     pub metrics: MetricsConfig,
+    /// Which store the collector uses.
+    pub storage: StorageConfig,
 }
 
 impl Default for Config {
@@ -74,6 +76,118 @@ impl Default for Config {
             compare: CompareConfig::default(),
             alerts: crate::alert::rules::AlertsConfig::default(),
             metrics: MetricsConfig::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+/// Which store the collector uses (`[storage]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `"sqlite"` (the default: one file in `data_dir`) or `"clickhouse"` (many collectors,
+    /// one store; see `docs/clickhouse.md`).
+    pub backend: Backend,
+    /// The ClickHouse connection, used when `backend = "clickhouse"`. The user and password
+    /// come from `HEADLIGHT_CLICKHOUSE_USER` and `HEADLIGHT_CLICKHOUSE_PASSWORD`.
+    pub clickhouse: ClickHouseConfig,
+}
+
+/// A storage backend.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The embedded SQLite store.
+    #[default]
+    Sqlite,
+    /// A ClickHouse server or cluster over HTTP.
+    Clickhouse,
+}
+
+/// The ClickHouse connection (`[storage.clickhouse]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// The HTTP interface every collector talks to; default `http://127.0.0.1:8123`.
+    pub url: String,
+    /// The database, created if missing (`[A-Za-z0-9_]+`); default `headlight`.
+    pub database: String,
+    /// Timeout of one request, in ms; default 10000.
+    pub timeout_ms: u64,
+    /// How long a claim waits before reading back who won, in ms: must exceed an insert's
+    /// latency plus the collectors' clock skew; default 500.
+    pub claim_settle_ms: u64,
+    /// A `remote_servers` cluster of the server at `url`: when set, the data tables are
+    /// `Distributed` over it; default none.
+    pub cluster: Option<String>,
+    /// With `cluster`: the HTTP interface of every shard, where the `*_local` tables are
+    /// created and retention drops partitions.
+    pub shard_urls: Vec<String>,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".to_owned(),
+            database: "headlight".to_owned(),
+            timeout_ms: 10_000,
+            claim_settle_ms: 500,
+            cluster: None,
+            shard_urls: Vec::new(),
+        }
+    }
+}
+
+impl ClickHouseConfig {
+    /// Checks the values; the error names the key.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: &str| ConfigError::Invalid {
+            key,
+            reason: reason.to_owned(),
+        };
+        let identifier =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let http = |u: &str| u.starts_with("http://") && u.len() > "http://".len();
+        if !http(&self.url) {
+            return Err(invalid(
+                "storage.clickhouse.url",
+                "must be an http:// URL (TLS is not supported; use loopback or a local proxy)",
+            ));
+        }
+        if !identifier(&self.database) {
+            return Err(invalid(
+                "storage.clickhouse.database",
+                "must be letters, digits and underscores",
+            ));
+        }
+        if !(100..=600_000).contains(&self.timeout_ms) {
+            return Err(invalid(
+                "storage.clickhouse.timeout_ms",
+                "must be within 100..=600000",
+            ));
+        }
+        if !(10..=60_000).contains(&self.claim_settle_ms) {
+            return Err(invalid(
+                "storage.clickhouse.claim_settle_ms",
+                "must be within 10..=60000",
+            ));
+        }
+        match &self.cluster {
+            Some(c) if !identifier(c) => Err(invalid(
+                "storage.clickhouse.cluster",
+                "must be letters, digits and underscores",
+            )),
+            Some(_) if self.shard_urls.is_empty() || !self.shard_urls.iter().all(|u| http(u)) => {
+                Err(invalid(
+                    "storage.clickhouse.shard_urls",
+                    "must list every shard's http:// URL when cluster is set",
+                ))
+            }
+            None if !self.shard_urls.is_empty() => Err(invalid(
+                "storage.clickhouse.shard_urls",
+                "is only read with storage.clickhouse.cluster",
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -440,6 +554,9 @@ impl Config {
                 reason,
             });
         }
+        if self.storage.backend == Backend::Clickhouse {
+            self.storage.clickhouse.validate()?;
+        }
         if let Err(reason) = self.alerts.rules() {
             return Err(ConfigError::Invalid {
                 key: "alerts",
@@ -491,6 +608,38 @@ mod tests {
         let err = Config::from_toml("[limits]\nmax_span_duration_ms = 7200000\n").unwrap_err();
         assert!(
             err.to_string().contains("limits.max_span_duration_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_storage_backend_is_chosen_and_checked() {
+        assert_eq!(Config::default().storage.backend, Backend::Sqlite);
+        let config = Config::from_toml(
+            "[storage]\nbackend = 'clickhouse'\n[storage.clickhouse]\nurl = 'http://ch:8123'\n\
+             database = 'apm'\n",
+        )
+        .unwrap();
+        assert_eq!(config.storage.backend, Backend::Clickhouse);
+        assert_eq!(config.storage.clickhouse.database, "apm");
+        let err = Config::from_toml("[storage]\nbackend = 'postgres'\n").unwrap_err();
+        assert!(err.to_string().contains("postgres"), "{err}");
+        let err = Config::from_toml("[storage.clickhouse]\npassword = 'x'\n").unwrap_err();
+        assert!(err.to_string().contains("password"), "{err}");
+        let err = Config::from_toml(
+            "[storage]\nbackend = 'clickhouse'\n[storage.clickhouse]\ndatabase = 'a;drop'\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("storage.clickhouse.database"),
+            "{err}"
+        );
+        let err = Config::from_toml(
+            "[storage]\nbackend = 'clickhouse'\n[storage.clickhouse]\ncluster = 'two'\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("storage.clickhouse.shard_urls"),
             "{err}"
         );
     }

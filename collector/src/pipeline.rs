@@ -330,9 +330,15 @@ impl Pipeline {
         )?)
     }
 
-    /// Computes and stores the comparisons of deploys whose after-window has completed.
-    pub fn settle_deploys(&self) -> Result<usize, StoreError> {
-        report::settle_deploys(self.store.as_ref(), &self.config, now_ns() / 1_000_000)
+    /// Computes and stores the comparisons of deploys whose after-window has completed and
+    /// whose claim `holder` (this collector) wins.
+    pub fn settle_deploys(&self, holder: &str) -> Result<usize, StoreError> {
+        report::settle_deploys(
+            self.store.as_ref(),
+            &self.config,
+            now_ns() / 1_000_000,
+            holder,
+        )
     }
 
     /// Writes everything aggregated so far to the store. On failure the batch is kept and

@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::channels::{self, Channel};
-use crate::config::Config;
+use crate::config::{Backend, Config};
 use crate::http::{AppState, app};
 use crate::ingest;
 use crate::pipeline::Pipeline;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{ClickHouseStore, Credentials, RetentionAges, SqliteStore, Store, StoreError};
 
 /// How long [`Server::shutdown`] waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -72,13 +72,12 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 }
 
 impl Server {
-    /// Opens the embedded store in `config.data_dir` and starts the collector.
+    /// Opens the configured store (`[storage]`: the embedded SQLite store in
+    /// `config.data_dir`, or ClickHouse with its credentials from the environment) and starts
+    /// the collector.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
-            .await
-            .map_err(|e| StoreError::Backend(format!("store open task failed: {e}")))??;
-        Self::start_with_store(config, Arc::new(store)).await
+        let store = open_store(&config, &|key| std::env::var(key).ok()).await?;
+        Self::start_with_store(config, store).await
     }
 
     /// Starts the collector over a given store; alert channels read their secrets from the
@@ -105,6 +104,7 @@ impl Server {
             .collect::<Result<_, _>>()
             .map_err(StartError::Channel)?;
         let rules = config.alerts.rules().map_err(StartError::Channel)?;
+        let holder: Arc<str> = Arc::from(holder_id());
         let config = Arc::new(config);
         let pipeline = {
             let config = Arc::clone(&config);
@@ -173,11 +173,12 @@ impl Server {
             |()| {},
         )));
         let p = Arc::clone(&pipeline);
+        let h = Arc::clone(&holder);
         tasks.push(tokio::spawn(periodically(
             SETTLE_EVERY,
             stop_rx.clone(),
             "deploy comparisons failed; retrying",
-            move || p.settle_deploys(),
+            move || p.settle_deploys(&h),
             |n| {
                 if n > 0 {
                     tracing::info!(comparisons = n, "deploy comparisons stored");
@@ -187,17 +188,18 @@ impl Server {
         if !rules.is_empty() {
             let p = Arc::clone(&pipeline);
             let evaluate_every = Duration::from_secs(u64::from(config.alerts.evaluate_every_s));
+            let period_ms = i64::from(config.alerts.evaluate_every_s) * 1000;
+            let h = Arc::clone(&holder);
             tasks.push(tokio::spawn(periodically(
                 evaluate_every,
                 stop_rx.clone(),
                 "alert evaluation failed; retrying",
                 move || {
-                    crate::alert::evaluate::evaluate(
-                        p.store().as_ref(),
-                        p.config(),
-                        &rules,
-                        crate::pipeline::now_ns() / 1_000_000,
-                    )
+                    let now_ms = crate::pipeline::now_ns() / 1_000_000;
+                    if !holds_period(p.store().as_ref(), "evaluate", period_ms, now_ms, &h)? {
+                        return Ok(crate::alert::evaluate::Evaluation::default());
+                    }
+                    crate::alert::evaluate::evaluate(p.store().as_ref(), p.config(), &rules, now_ms)
                 },
                 |e| {
                     if e != crate::alert::evaluate::Evaluation::default() {
@@ -209,14 +211,23 @@ impl Server {
         tasks.push(tokio::spawn(delivery_loop(
             Arc::clone(&pipeline),
             channels,
+            Arc::clone(&holder),
             stop_rx.clone(),
         )));
         let p = Arc::clone(&pipeline);
+        let h = Arc::clone(&holder);
         tasks.push(tokio::spawn(periodically(
             RETENTION_EVERY,
             stop_rx,
             "retention pass failed",
-            move || p.enforce_retention(),
+            move || {
+                let every_ms = RETENTION_EVERY.as_millis() as i64;
+                let now_ms = crate::pipeline::now_ns() / 1_000_000;
+                if !holds_period(p.store().as_ref(), "retention", every_ms, now_ms, &h)? {
+                    return Ok(crate::store::RetentionReport::default());
+                }
+                p.enforce_retention()
+            },
             |report| tracing::debug!(?report, "retention pass"),
         )));
         tracing::info!(%otlp_grpc, %otlp_http, %http, data_dir = %config.data_dir.display(), "headlight collector listening");
@@ -273,6 +284,7 @@ impl Drop for Server {
 async fn delivery_loop(
     pipeline: Arc<Pipeline>,
     channels: Vec<Box<dyn Channel>>,
+    holder: Arc<str>,
     stop: watch::Receiver<bool>,
 ) {
     let give_up_ms = i64::from(pipeline.config().alerts.give_up_after_s) * 1000;
@@ -284,19 +296,96 @@ async fn delivery_loop(
             () = stopped(stop.clone()) => return,
         }
         let now = || crate::pipeline::now_ns() / 1_000_000;
-        match crate::alert::outbox::deliver_due(
-            pipeline.store().as_ref(),
-            &channels,
-            now,
-            give_up_ms,
-        )
+        // The claim waits for the store (ClickHouse settles claims): off the async workers.
+        let (store, h) = (Arc::clone(pipeline.store()), Arc::clone(&holder));
+        let claimed = tokio::task::spawn_blocking(move || {
+            crate::alert::outbox::claim_due(store.as_ref(), now(), &h)
+        })
         .await
-        {
+        .unwrap_or_else(|e| Err(StoreError::Backend(format!("outbox task failed: {e}"))));
+        let pass = match claimed {
+            Ok(entries) if entries.is_empty() => continue,
+            Ok(entries) => {
+                crate::alert::outbox::deliver(
+                    pipeline.store().as_ref(),
+                    &channels,
+                    entries,
+                    now,
+                    give_up_ms,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match pass {
             Ok(pass) if pass == crate::alert::outbox::Pass::default() => {}
             Ok(pass) => tracing::info!(?pass, "alert deliveries"),
             Err(e) => tracing::warn!(error = %e, "the outbox cannot be read; retrying"),
         }
     }
+}
+
+/// Opens the store `config.storage` names; ClickHouse credentials are read through `env`
+/// (`HEADLIGHT_CLICKHOUSE_USER`, `HEADLIGHT_CLICKHOUSE_PASSWORD`).
+pub async fn open_store(
+    config: &Config,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Arc<dyn Store>, StoreError> {
+    let store: Arc<dyn Store> = match config.storage.backend {
+        Backend::Sqlite => {
+            let dir = config.data_dir.clone();
+            Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(&dir))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("store open task failed: {e}")))??,
+            )
+        }
+        Backend::Clickhouse => {
+            let ch = config.storage.clickhouse.clone();
+            let credentials = Credentials::from_env(env);
+            let a = &config.aggregation;
+            let ages = RetentionAges {
+                raw_resolution_s: a.window_s,
+                raw_s: a.raw_retention_ms() / 1000,
+                rollup_s: a.rollup_retention_ms() / 1000,
+            };
+            let store = tokio::task::spawn_blocking(move || {
+                let store = ClickHouseStore::open(&ch, credentials)?;
+                store.set_ttl(&ages)?;
+                Ok::<_, StoreError>(store)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("store open task failed: {e}")))??;
+            tracing::info!(url = %config.storage.clickhouse.url, database = %config.storage.clickhouse.database, version = ?store.server_version(), "clickhouse store");
+            Arc::new(store)
+        }
+    };
+    Ok(store)
+}
+
+/// Claims the wall-clock period of `period_ms` holding `now_ms` for periodic work `what`: one
+/// collector of those sharing the store does it per period (periods of the wall clock, so
+/// collectors started at different times agree on them).
+fn holds_period(
+    store: &dyn Store,
+    what: &str,
+    period_ms: i64,
+    now_ms: i64,
+    holder: &str,
+) -> Result<bool, StoreError> {
+    let key = format!("{what}/{}", now_ms.div_euclid(period_ms.max(1)));
+    Ok(store
+        .claim(&[key], holder, period_ms)?
+        .first()
+        .copied()
+        .unwrap_or(false))
+}
+
+/// A name for this collector in claims: unique per process and server.
+fn holder_id() -> String {
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), crate::pipeline::now_ns())
 }
 
 /// Runs `work` on a blocking thread every `every` (missed ticks delayed, not bunched) until the

@@ -103,6 +103,9 @@ impl Store for SlowStore {
     fn deliveries(&self, alert_key: &str) -> Result<Vec<OutboxEntry>, StoreError> {
         self.0.deliveries(alert_key)
     }
+    fn claim(&self, keys: &[String], holder: &str, lease_ms: i64) -> Result<Vec<bool>, StoreError> {
+        self.0.claim(keys, holder, lease_ms)
+    }
     fn ping(&self) -> Result<(), StoreError> {
         self.0.ping()
     }

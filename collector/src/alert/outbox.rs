@@ -15,6 +15,9 @@ const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_RETRY_MS: i64 = 300_000;
 /// Longest a single delivery may take (channels have their own, shorter timeouts).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a collector holds the claim on one delivery attempt, ms: twice the attempt's
+/// timeout, so the holder has written the outcome before anyone else may take it.
+const DELIVERY_LEASE_MS: i64 = 60_000;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -43,15 +46,43 @@ pub fn backoff_ms(delivery_id: &str, attempts: u32) -> i64 {
     (full as f64 * fraction) as i64
 }
 
-/// Attempts every due delivery once. `give_up_after_ms` bounds how long an entry is retried.
-pub async fn deliver_due(
+/// Returns the deliveries due at `now_ms` whose claim `holder` wins: collectors sharing the
+/// store each attempt a delivery once, not once per collector. Blocks for the store's claim
+/// (up to `claim_settle_ms` on ClickHouse): run it on a blocking thread.
+pub fn claim_due(
+    store: &dyn Store,
+    now_ms: i64,
+    holder: &str,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let due = store.due_deliveries(now_ms, PER_PASS)?;
+    let keys: Vec<String> = due
+        .iter()
+        .map(|e| {
+            format!(
+                "deliver/{}/{}/{}",
+                e.notification.delivery_id, e.channel, e.attempts
+            )
+        })
+        .collect();
+    let held = store.claim(&keys, holder, DELIVERY_LEASE_MS)?;
+    Ok(due
+        .into_iter()
+        .zip(held)
+        .filter_map(|(entry, held)| held.then_some(entry))
+        .collect())
+}
+
+/// Attempts each of `entries` (from [`claim_due`]) once. `give_up_after_ms` bounds how long an
+/// entry is retried.
+pub async fn deliver(
     store: &dyn Store,
     channels: &[Box<dyn Channel>],
+    entries: Vec<OutboxEntry>,
     now_ms: impl Fn() -> i64,
     give_up_after_ms: i64,
 ) -> Result<Pass, StoreError> {
     let mut pass = Pass::default();
-    for mut entry in store.due_deliveries(now_ms(), PER_PASS)? {
+    for mut entry in entries {
         let result = match channels.iter().find(|c| c.name() == entry.channel) {
             None => Err(DeliveryError::Permanent(format!(
                 "no channel named {:?} is configured",

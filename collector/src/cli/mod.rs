@@ -266,6 +266,17 @@ pub struct ServeArgs {
     /// API and UI listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "HEADLIGHT_HTTP")]
     pub http: Option<SocketAddr>,
+    /// The store: `sqlite` or `clickhouse` (`[storage] backend`) [default: sqlite].
+    #[arg(long, env = "HEADLIGHT_STORAGE")]
+    pub storage: Option<crate::config::Backend>,
+    /// ClickHouse's HTTP URL (`[storage.clickhouse] url`) [default: http://127.0.0.1:8123].
+    /// The user and password come from `HEADLIGHT_CLICKHOUSE_USER` and
+    /// `HEADLIGHT_CLICKHOUSE_PASSWORD`.
+    #[arg(long, env = "HEADLIGHT_CLICKHOUSE_URL")]
+    pub clickhouse_url: Option<String>,
+    /// ClickHouse database (`[storage.clickhouse] database`) [default: headlight].
+    #[arg(long, env = "HEADLIGHT_CLICKHOUSE_DATABASE")]
+    pub clickhouse_database: Option<String>,
 }
 
 impl ServeArgs {
@@ -287,7 +298,64 @@ impl ServeArgs {
         if let Some(a) = self.http {
             config.listen.http = a;
         }
+        if let Some(b) = self.storage {
+            config.storage.backend = b;
+        }
+        if let Some(u) = &self.clickhouse_url {
+            config.storage.clickhouse.url.clone_from(u);
+        }
+        if let Some(d) = &self.clickhouse_database {
+            config.storage.clickhouse.database.clone_from(d);
+        }
         config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+    use crate::config::Backend;
+
+    #[test]
+    fn storage_flags_choose_and_address_clickhouse() {
+        let cli = Cli::try_parse_from([
+            "headlight",
+            "serve",
+            "--storage",
+            "clickhouse",
+            "--clickhouse-url",
+            "http://ch.internal:8123",
+            "--clickhouse-database",
+            "apm",
+        ])
+        .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        let config = args.config().unwrap();
+        assert_eq!(config.storage.backend, Backend::Clickhouse);
+        assert_eq!(config.storage.clickhouse.url, "http://ch.internal:8123");
+        assert_eq!(config.storage.clickhouse.database, "apm");
+        assert!(Cli::try_parse_from(["headlight", "serve", "--storage", "postgres"]).is_err());
+        let bad = Cli::try_parse_from([
+            "headlight",
+            "serve",
+            "--storage",
+            "clickhouse",
+            "--clickhouse-database",
+            "a b",
+        ])
+        .unwrap();
+        let Command::Serve(args) = bad.command else {
+            panic!("not serve");
+        };
+        let err = args.config().unwrap_err();
+        assert!(
+            err.to_string().contains("storage.clickhouse.database"),
+            "{err}"
+        );
     }
 }

@@ -375,6 +375,10 @@ pub fn deploy_report(
         .map_err(|e| StoreError::Corrupt(format!("comparison of deploy {id}: {e}")))
 }
 
+/// How long a collector holds the claim to compute a deploy's comparison, ms; if it dies
+/// without storing the report, another takes over after this.
+const COMPARE_LEASE_MS: i64 = 60_000;
+
 /// Computes and stores the comparisons of deploys whose after-window is complete; returns how
 /// many were stored. Run periodically by the server; deploys older than the rollup retention
 /// are not looked at.
@@ -382,12 +386,23 @@ pub fn settle_deploys(
     store: &dyn Store,
     config: &Config,
     now_ms: i64,
+    holder: &str,
 ) -> Result<usize, StoreError> {
     let c = &config.compare;
     let newest = now_ms - c.window_ms() - c.warmup_ms() - c.settle_ms();
     let oldest = now_ms - config.aggregation.rollup_retention_ms();
+    let deploys = store.uncompared_deploys(oldest, newest)?;
+    // Collectors sharing the store compute each comparison once: the one holding the claim.
+    let keys: Vec<String> = deploys
+        .iter()
+        .map(|d| format!("compare/{}", d.id))
+        .collect();
+    let held = store.claim(&keys, holder, COMPARE_LEASE_MS)?;
     let mut stored = 0;
-    for deploy in store.uncompared_deploys(oldest, newest)? {
+    for (deploy, held) in deploys.into_iter().zip(held) {
+        if !held {
+            continue;
+        }
         let report = deploy_report(store, config, deploy, now_ms)?;
         stored += usize::from(report.status == Status::Ready);
     }

@@ -6,10 +6,15 @@
 //! sharing one store all merge exactly. An append-only backend (ClickHouse) may keep the deltas
 //! as rows and return several rows per window from the read methods; callers merge them.
 
+mod alert_codes;
+mod clickhouse;
+mod clickhouse_http;
+mod clickhouse_meta;
 mod sqlite;
 mod sqlite_alerts;
 mod sqlite_deploys;
 
+pub use clickhouse::{ClickHouseStore, Credentials, RetentionAges};
 pub use sqlite::SqliteStore;
 
 use crate::aggregate::histogram::LatencyStats;
@@ -281,6 +286,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Returns every delivery of an alert, oldest first.
     fn deliveries(&self, alert_key: &str) -> Result<Vec<OutboxEntry>, StoreError>;
+
+    /// Claims each of `keys` for `holder` for `lease_ms`; returns, per key, whether `holder`
+    /// holds it now. A key is held by the first holder that claimed it within the last
+    /// `lease_ms`; once that lease has run out, the next claimant gets it. Collectors sharing a
+    /// store claim a unit of work (a deploy's comparison, an alert evaluation period, a
+    /// delivery attempt) before doing it, so it is done once, not once per collector. Keys are
+    /// used once per unit of work; a holder claiming a key it holds keeps it.
+    fn claim(&self, keys: &[String], holder: &str, lease_ms: i64) -> Result<Vec<bool>, StoreError>;
 
     /// Checks the store answers (for `/readyz`).
     fn ping(&self) -> Result<(), StoreError>;

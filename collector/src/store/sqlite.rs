@@ -18,9 +18,9 @@ use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
-/// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`; older files
-/// are upgraded in place (the tables are created, nothing else changes).
-const SCHEMA_VERSION: i64 = 3;
+/// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`, version 4
+/// `claims`; older files are upgraded in place (the tables are created, nothing else changes).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -119,6 +119,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS outbox_by_alert ON outbox (alert_key, created_ms);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    claimed_ms INTEGER NOT NULL
+) WITHOUT ROWID;
 ";
 
 /// Most bound parameters in one statement (SQLite allows 32766).
@@ -176,7 +181,7 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1 | 2)) => {
+            Some(Ok(1..=3)) => {
                 writer
                     .execute(
                         "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
@@ -781,136 +786,43 @@ impl Store for SqliteStore {
         self.with_reader(|conn| super::sqlite_alerts::deliveries(conn, alert_key))
     }
 
+    fn claim(&self, keys: &[String], holder: &str, lease_ms: i64) -> Result<Vec<bool>, StoreError> {
+        let now_ms = crate::pipeline::now_ns() / 1_000_000;
+        let mut conn = self.writer.lock().map_err(poisoned)?;
+        let tx = conn.transaction().map_err(backend)?;
+        let mut won = Vec::with_capacity(keys.len());
+        for key in keys {
+            tx.execute(
+                "DELETE FROM claims WHERE key = ?1 AND claimed_ms <= ?2",
+                params![key, now_ms - lease_ms],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO claims (key, holder, claimed_ms) VALUES (?1, ?2, ?3)",
+                params![key, holder, now_ms],
+            )
+            .map_err(backend)?;
+            let current: String = tx
+                .query_row("SELECT holder FROM claims WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .map_err(backend)?;
+            won.push(current == holder);
+        }
+        tx.commit().map_err(backend)?;
+        Ok(won)
+    }
+
     fn ping(&self) -> Result<(), StoreError> {
         self.with_reader(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
     }
 }
 
+/// What every store does (writes adding up, retention, deploys, alerts, claims…) is checked for
+/// SQLite and ClickHouse alike by `tests/store_suite.rs`; here only what is SQLite's own.
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SpanKind;
-
-    fn delta(series: SeriesId, resolution_s: u32, window_start_ms: i64) -> HistogramDelta {
-        let mut delta = HistogramDelta::empty(series, resolution_s, window_start_ms);
-        delta.stats.record(1_000, false);
-        delta
-    }
-
-    fn span(trace: u8, end_ms: i64) -> Span {
-        Span {
-            trace_id: [trace; 16],
-            span_id: [trace; 8],
-            parent_span_id: None,
-            service: "svc".into(),
-            environment: "default".into(),
-            version: "1".into(),
-            name: "op".into(),
-            kind: SpanKind::Server,
-            start_ns: (end_ms - 1) * 1_000_000,
-            end_ns: end_ms * 1_000_000,
-            error: false,
-            transaction: Some("op".into()),
-            attributes: serde_json::Map::new(),
-            reported_self_ns: None,
-            unsent_children: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn retention_deletes_exactly_what_is_past_each_horizon() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let s = SeriesId(42);
-        let day = 86_400_000;
-        let now = 100 * day;
-        let batch = WriteBatch {
-            histograms: vec![
-                delta(s, 10, now - 2 * day),  // raw, too old
-                delta(s, 10, now - 1000),     // raw, kept
-                delta(s, 60, now - 31 * day), // rollup, too old
-                delta(s, 60, now - 2 * day),  // rollup, kept
-            ],
-            breakdown: vec![BreakdownDelta {
-                series: s,
-                resolution_s: 10,
-                window_start_ms: now - 2 * day,
-                operation: "op".into(),
-                kind: SpanKind::Server,
-                count: 1,
-                total_us: 1,
-                self_us: 1,
-            }],
-            transactions: [now - 2 * day, now - 1000]
-                .iter()
-                .map(|&end| TransactionRecord {
-                    series: s,
-                    end_ns: end * 1_000_000,
-                    duration_us: 1,
-                    error: false,
-                    trace_id: [1; 16],
-                    span_id: [1; 8],
-                })
-                .collect(),
-            spans: vec![span(1, now - 2 * day), span(2, now - 1000)],
-            ..WriteBatch::default()
-        };
-        store.write(&batch).unwrap();
-        let report = store
-            .enforce_retention(&RetentionCutoffs {
-                raw_before_ms: now - day,
-                raw_resolution_s: 10,
-                rollup_before_ms: now - 30 * day,
-                rollup_resolution_s: 60,
-            })
-            .unwrap();
-        assert_eq!(
-            report,
-            RetentionReport {
-                histograms: 2,
-                breakdown: 1,
-                transactions: 1,
-                spans: 1,
-                deploys: 0,
-                alerts: 0,
-            }
-        );
-        let raw = store.histograms(&[s], 10, 0, i64::MAX).unwrap();
-        assert_eq!(
-            raw.iter().map(|r| r.window_start_ms).collect::<Vec<_>>(),
-            [now - 1000]
-        );
-        let rollup = store.histograms(&[s], 60, 0, i64::MAX).unwrap();
-        assert_eq!(
-            rollup.iter().map(|r| r.window_start_ms).collect::<Vec<_>>(),
-            [now - 2 * day]
-        );
-        assert!(store.trace(&[1; 16]).unwrap().is_empty());
-        assert_eq!(store.trace(&[2; 16]).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn writing_a_window_twice_adds_up_and_spans_are_idempotent() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let s = SeriesId(7);
-        let batch = WriteBatch {
-            histograms: vec![delta(s, 10, 10_000)],
-            spans: vec![span(3, 10_000)],
-            ..WriteBatch::default()
-        };
-        store.write(&batch).unwrap();
-        store.write(&batch).unwrap();
-        let rows = store.histograms(&[s], 10, 0, 20_000).unwrap();
-        assert_eq!(rows.len(), 1, "merged on write");
-        assert_eq!(rows[0].stats.count, 2);
-        assert_eq!(rows[0].stats.histogram.len(), 2);
-        assert_eq!(
-            store.trace(&[3; 16]).unwrap().len(),
-            1,
-            "a retried span is stored once"
-        );
-    }
 
     #[test]
     fn a_newer_schema_is_refused_not_overwritten() {

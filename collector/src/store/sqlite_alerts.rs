@@ -4,32 +4,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::StoreError;
+use super::alert_codes::{delivery_str, json, parse, state_str};
 use super::sqlite::backend;
-use crate::alert::model::AlertState;
-use crate::alert::store::{AlertQuery, AlertRecord, DeliveryState, OutboxEntry};
-
-fn state_str(s: AlertState) -> &'static str {
-    match s {
-        AlertState::Firing => "firing",
-        AlertState::Resolved => "resolved",
-    }
-}
-
-fn delivery_str(s: DeliveryState) -> &'static str {
-    match s {
-        DeliveryState::Pending => "pending",
-        DeliveryState::Delivered => "delivered",
-        DeliveryState::Failed => "failed",
-    }
-}
-
-fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode: {e}")))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
+use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 
 pub(super) fn alert(conn: &Connection, key: &str) -> Result<Option<AlertRecord>, StoreError> {
     let text: Option<String> = conn

@@ -87,7 +87,9 @@ pub fn within_one_percent(what: &str, got: &Value, exact_us: u64) {
         "{what}: got {got} ms, exact {exact} ms"
     );
 }
+pub mod clickhouse;
 pub mod otlp;
 pub mod process;
 pub mod sdk;
+pub mod store_suite;
 pub mod traffic;

@@ -125,6 +125,12 @@ impl Sender {
         }
     }
 
+    /// Numbers the next trace `n` (collectors sharing traffic give each transaction the trace
+    /// id it has when one collector gets it all).
+    pub fn set_next_trace(&mut self, n: u64) {
+        self.next_trace = n;
+    }
+
     fn spans(&mut self, t: &mut Txn) -> Vec<Span> {
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.next_trace.to_be_bytes());
