@@ -32,11 +32,16 @@ pub fn new_histogram() -> LatencyHistogram {
 
 /// Records a duration in µs, clamped to the trackable range.
 pub fn record(histogram: &mut LatencyHistogram, duration_us: u64) {
-    // `record` grows the counts array (auto-resize); `saturating_record` would clamp to the
-    // current top instead.
+    record_n(histogram, duration_us, 1);
+}
+
+/// Records `count` durations of `duration_us` µs, clamped to the trackable range. Always use
+/// this (or [`record`]) rather than hdrhistogram's `saturating_record*`, which would clamp to
+/// the counts array's current top instead of growing it.
+pub fn record_n(histogram: &mut LatencyHistogram, duration_us: u64, count: u64) {
     let value = duration_us.clamp(LOWEST_US, HIGHEST_US);
-    if histogram.record(value).is_err() {
-        histogram.saturating_record(value);
+    if histogram.record_n(value, count).is_err() {
+        histogram.saturating_record_n(value, count);
     }
 }
 
@@ -45,10 +50,7 @@ pub fn merge(target: &mut LatencyHistogram, source: &LatencyHistogram) {
     if target.add(source).is_err() {
         // Differing bounds (a blob written by another layout): re-record bucket by bucket.
         for v in source.iter_recorded() {
-            let value = v.value_iterated_to().clamp(LOWEST_US, HIGHEST_US);
-            if target.record_n(value, v.count_at_value()).is_err() {
-                target.saturating_record_n(value, v.count_at_value());
-            }
+            record_n(target, v.value_iterated_to(), v.count_at_value());
         }
     }
 }

@@ -224,7 +224,7 @@ fn histogram_from_sum_map(text: &str) -> Result<histogram::LatencyHistogram, Sto
     }
     let mut h = histogram::new_histogram();
     for (v, n) in values.into_iter().zip(counts) {
-        h.saturating_record_n(v, n);
+        histogram::record_n(&mut h, v, n);
     }
     Ok(h)
 }
