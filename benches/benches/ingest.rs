@@ -66,7 +66,7 @@ fn ingest(c: &mut Criterion) {
             },
             |bytes| {
                 let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid");
-                assert!(pipeline.export(request).partial_success.is_none());
+                assert!(pipeline.export(request).unwrap().partial_success.is_none());
             },
             BatchSize::PerIteration,
         );

@@ -125,7 +125,7 @@ pub fn span_count(shape: Shape) -> usize {
 pub fn ingest_and_flush(pipeline: &Pipeline, requests: Vec<Vec<u8>>) {
     for bytes in requests {
         let request = ExportTraceServiceRequest::decode(&bytes[..]).expect("valid request");
-        assert!(pipeline.export(request).partial_success.is_none());
+        assert!(pipeline.export(request).unwrap().partial_success.is_none());
     }
     pipeline.flush().expect("store write");
 }

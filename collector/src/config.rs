@@ -62,6 +62,24 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Which store the collector uses.
     pub storage: StorageConfig,
+    /// What survives a crash.
+    pub durability: DurabilityConfig,
+}
+
+/// What survives a crash (`[durability]`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DurabilityConfig {
+    /// Log every accepted export request to `data_dir/wal/` and sync it to disk before
+    /// answering, so what was acknowledged survives `kill -9` (ingest/wal.rs); default true.
+    /// False: a crash loses what arrived since the last flush.
+    pub wal: bool,
+}
+
+impl Default for DurabilityConfig {
+    fn default() -> Self {
+        Self { wal: true }
+    }
 }
 
 impl Default for Config {
@@ -77,6 +95,7 @@ impl Default for Config {
             alerts: crate::alert::rules::AlertsConfig::default(),
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
+            durability: DurabilityConfig::default(),
         }
     }
 }

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use headlight_proto::otlp::collector::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use prost::Message as _;
 
 use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
 use crate::aggregate::{Aggregator, AggregatorMetrics, AggregatorStats};
@@ -20,6 +21,7 @@ use crate::error::ApiError;
 use crate::ingest::admission::Admission;
 use crate::ingest::convert::{self, RejectReason, TimeBounds};
 use crate::ingest::refusal::Refusal;
+use crate::ingest::wal::Wal;
 use crate::metrics::buckets::{BucketCounts, STORE_WRITE_BOUNDS_US};
 use crate::metrics::reasons::ReasonCounters;
 use crate::store::{
@@ -33,6 +35,12 @@ pub fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
+/// The write-ahead log could not be written (a full disk): the request was not accepted and
+/// the client should retry it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the write-ahead log: {0}")]
+pub struct DurabilityError(#[source] pub std::io::Error);
+
 /// Counters of the pipeline since start.
 #[derive(Debug, Default)]
 pub struct PipelineCounters {
@@ -44,6 +52,8 @@ pub struct PipelineCounters {
     pub write_errors: AtomicU64,
     /// Store writes that succeeded.
     pub writes: AtomicU64,
+    /// Export requests refused because the write-ahead log could not be written.
+    pub wal_errors: AtomicU64,
     /// Elements of `headlight.unsent_children` ignored (malformed, or over 256 per span).
     pub unsent_children_ignored: AtomicU64,
     /// Automatic deploy markers recorded.
@@ -77,6 +87,11 @@ pub struct Pipeline {
     /// Spans accepted whose data has not reached the store yet: what admission control bounds.
     buffered_spans: AtomicU64,
     admission: Admission,
+    /// The write-ahead log (`durability.wal`).
+    wal: Option<Wal>,
+    /// Held for reading from an export's log append to its apply, for writing by a flush's
+    /// rotate and drain.
+    wal_gate: RwLock<()>,
     /// Versions each service reported, for automatic deploy markers.
     versions: Mutex<KnownVersions>,
     counters: PipelineCounters,
@@ -98,7 +113,19 @@ impl Pipeline {
         let aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &known)
             .with_metrics_series_cap(config.metrics.max_series);
         let versions = KnownVersions::new(&known);
+        let wal = if config.durability.wal {
+            Some(Wal::open(&config.data_dir.join("wal")).map_err(|e| {
+                StoreError::Backend(format!(
+                    "cannot open the write-ahead log in {}: {e}",
+                    config.data_dir.join("wal").display()
+                ))
+            })?)
+        } else {
+            None
+        };
         Ok(Self {
+            wal,
+            wal_gate: RwLock::new(()),
             admission: Admission::new(&config.limits),
             config,
             store,
@@ -157,7 +184,34 @@ impl Pipeline {
 
     /// Validates and aggregates one export request; invalid spans are counted and named in the
     /// partial success, the valid ones kept. The headlight agent's drop counters are recorded.
-    pub fn export(&self, request: ExportTraceServiceRequest) -> ExportTraceServiceResponse {
+    /// With the write-ahead log on, the request is on disk before this returns `Ok`; an `Err`
+    /// (the log cannot be written: a full disk) means nothing of it was accepted.
+    pub fn export(
+        &self,
+        request: ExportTraceServiceRequest,
+    ) -> Result<ExportTraceServiceResponse, DurabilityError> {
+        let logged = self.wal.as_ref().map(|_| request.encode_to_vec());
+        let (response, seq) = self.ingest(request, logged.as_deref())?;
+        if let (Some(wal), Some(seq)) = (&self.wal, seq) {
+            wal.sync(seq).map_err(|e| self.wal_failed(e))?;
+        }
+        Ok(response)
+    }
+
+    fn wal_failed(&self, e: std::io::Error) -> DurabilityError {
+        self.counters.wal_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(error = %e, "cannot write the write-ahead log; the request is refused as retryable");
+        DurabilityError(e)
+    }
+
+    /// Converts and applies a request; when `log` is given (the request's bytes), appends it to
+    /// the write-ahead log first, under the gate that keeps a flush from draining between the
+    /// two. Returns the response and the record's sequence number to sync.
+    fn ingest(
+        &self,
+        request: ExportTraceServiceRequest,
+        log: Option<&[u8]>,
+    ) -> Result<(ExportTraceServiceResponse, Option<u64>), DurabilityError> {
         let bounds = TimeBounds::new(
             now_ns(),
             &self.config.limits,
@@ -166,10 +220,28 @@ impl Pipeline {
         let converted = convert::convert(request, bounds, &self.config.limits);
         let rejected = converted.rejected_count();
         let message = converted.message();
+        let mut seq = None;
+        let new_versions = if !converted.spans.is_empty() {
+            let n = converted.spans.len() as u64;
+            let gate = self.wal_gate.read().unwrap_or_else(PoisonError::into_inner);
+            if let (Some(wal), Some(bytes)) = (&self.wal, log) {
+                seq = Some(wal.append(bytes).map_err(|e| self.wal_failed(e))?);
+            }
+            let new_versions = if self.config.compare.automatic_deploys {
+                self.new_versions(&converted.spans)
+            } else {
+                Vec::new()
+            };
+            lock(&self.aggregator).apply(converted.spans, Instant::now());
+            self.applied_since_drain.fetch_add(n, Ordering::Relaxed);
+            self.buffered_spans.fetch_add(n, Ordering::Relaxed);
+            drop(gate);
+            self.counters.spans_accepted.fetch_add(n, Ordering::Relaxed);
+            new_versions
+        } else {
+            Vec::new()
+        };
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .spans_accepted
-            .fetch_add(converted.spans.len() as u64, Ordering::Relaxed);
         self.counters
             .unsent_children_ignored
             .fetch_add(converted.unsent_children_ignored, Ordering::Relaxed);
@@ -185,27 +257,43 @@ impl Pipeline {
             }
             tracing::debug!(rejected, %message, "rejected spans");
         }
-        let new_versions = if self.config.compare.automatic_deploys {
-            self.new_versions(&converted.spans)
-        } else {
-            Vec::new()
-        };
-        if !converted.spans.is_empty() {
-            let n = converted.spans.len() as u64;
-            let mut aggregator = lock(&self.aggregator);
-            aggregator.apply(converted.spans, Instant::now());
-            self.applied_since_drain.fetch_add(n, Ordering::Relaxed);
-            self.buffered_spans.fetch_add(n, Ordering::Relaxed);
-        }
         for new in new_versions {
             self.record_automatic_deploy(new);
         }
-        ExportTraceServiceResponse {
+        let response = ExportTraceServiceResponse {
             partial_success: (rejected > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: i64::try_from(rejected).unwrap_or(i64::MAX),
                 error_message: message,
             }),
+        };
+        Ok((response, seq))
+    }
+
+    /// Replays the write-ahead log left by a crash into the aggregator and writes it to the
+    /// store; returns how many requests it held. Call before the listeners open.
+    pub fn recover(&self) -> Result<u64, StoreError> {
+        let Some(wal) = &self.wal else {
+            return Ok(0);
+        };
+        let wal_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log: {e}"));
+        let mut replayed = 0;
+        wal.recover(|payload| match ExportTraceServiceRequest::decode(payload) {
+            // Without a log to append to, ingesting cannot fail.
+            Ok(request) => replayed += u64::from(self.ingest(request, None).is_ok()),
+            Err(e) => {
+                tracing::warn!(error = %e, "write-ahead log: an undecodable record is skipped");
+            }
+        })
+        .map_err(wal_error)?;
+        if replayed > 0 {
+            self.flush()?;
+            tracing::info!(
+                requests = replayed,
+                "write-ahead log replayed into the store"
+            );
         }
+        wal.remove_older_segments().map_err(wal_error)?;
+        Ok(replayed)
     }
 
     /// Returns the versions first seen in these spans' transactions.
@@ -345,11 +433,23 @@ impl Pipeline {
     /// written first by the next flush, so nothing acknowledged is dropped by a store error.
     pub fn flush(&self) -> Result<(), StoreError> {
         let mut retry = lock(&self.flush_state);
-        let (fresh, fresh_spans) = {
+        let (fresh, fresh_spans, rotated) = {
+            // No export is between its log append and its apply while the gate is held, so the
+            // closed segment holds exactly what this drain takes (and what earlier ones took).
+            let _gate = self
+                .wal_gate
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            let rotated = match &self.wal {
+                Some(wal) => wal
+                    .rotate()
+                    .map_err(|e| StoreError::Backend(format!("write-ahead log: {e}")))?,
+                None => None,
+            };
             let mut aggregator = lock(&self.aggregator);
             aggregator.expire(Instant::now());
             let spans = self.applied_since_drain.swap(0, Ordering::Relaxed);
-            (aggregator.drain(), spans)
+            (aggregator.drain(), spans, rotated)
         };
         let unwritten = |batches: [Option<&WriteBatch>; 2]| {
             let n: usize = batches.iter().flatten().map(|b| b.transactions.len()).sum();
@@ -360,6 +460,13 @@ impl Pipeline {
         unwritten([retry.as_ref().map(|(b, _)| b), Some(&fresh)]);
         let result = self.write_flushed(&mut retry, fresh, fresh_spans);
         unwritten([retry.as_ref().map(|(b, _)| b), None]);
+        // Everything logged up to the closed segment is in the store now.
+        if result.is_ok()
+            && let (Some(wal), Some(closed)) = (&self.wal, rotated)
+            && let Err(e) = wal.remove_through(closed)
+        {
+            tracing::warn!(error = %e, "cannot delete written write-ahead log segments");
+        }
         result
     }
 

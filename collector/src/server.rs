@@ -108,9 +108,14 @@ impl Server {
         let config = Arc::new(config);
         let pipeline = {
             let config = Arc::clone(&config);
-            tokio::task::spawn_blocking(move || Pipeline::new(config, store))
-                .await
-                .map_err(|e| StoreError::Backend(format!("startup task failed: {e}")))??
+            // The write-ahead log a crash left is written to the store before anything listens.
+            tokio::task::spawn_blocking(move || {
+                let pipeline = Pipeline::new(config, store)?;
+                pipeline.recover()?;
+                Ok::<_, StoreError>(pipeline)
+            })
+            .await
+            .map_err(|e| StoreError::Backend(format!("startup task failed: {e}")))??
         };
         let pipeline = Arc::new(pipeline);
         let grpc_listener = bind("otlp_grpc", config.listen.otlp_grpc).await?;

@@ -102,6 +102,7 @@ impl TraceService for Front {
         };
         let response = tokio::task::spawn_blocking(move || pipeline.export(request))
             .await
+            .unwrap()
             .unwrap();
         Ok(Response::new(response))
     }

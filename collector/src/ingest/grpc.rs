@@ -61,7 +61,15 @@ impl TraceService for OtlpGrpc {
         // Validation and aggregation of a large request can take milliseconds: off the reactor.
         let response = tokio::task::spawn_blocking(move || pipeline.export(request))
             .await
-            .map_err(|e| Status::internal(format!("export task failed: {e}")))?;
+            .map_err(|e| Status::internal(format!("export task failed: {e}")))?
+            .map_err(|e| {
+                // The write-ahead log could not be written: nothing was accepted; retry later.
+                Status::with_error_details(
+                    Code::Unavailable,
+                    e.to_string(),
+                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+                )
+            })?;
         Ok(Response::new(response))
     }
 }

@@ -205,7 +205,21 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     })
     .await
     {
-        Ok(response) => response,
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            // The write-ahead log could not be written: nothing was accepted; retry later.
+            let mut response = status_body(
+                format,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tonic::Code::Unavailable,
+                e.to_string(),
+            );
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(RETRY_AFTER.as_secs()),
+            );
+            return response;
+        }
         Err(e) => {
             return status_body(
                 format,
