@@ -6,14 +6,15 @@
 //! replays the write-ahead log at start. Every acknowledged transaction must then be in the
 //! store, exactly; with the log turned off, the same kill loses them (so the test can fail).
 
+mod common;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use headlight_collector::loadgen::{self, Plan, Protocol, Shape};
-use headlight_collector::model::SeriesId;
-use headlight_collector::store::{SeriesFilter, SqliteStore, Store};
+use headlight_collector::store::SqliteStore;
 
 fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
@@ -41,21 +42,9 @@ fn start(dir: &Path, config: &Path, grpc: SocketAddr) -> Child {
     child
 }
 
-/// Transactions in the store: the histograms' counts over every series and window.
+/// Transactions in the store at `dir`.
 fn stored_transactions(dir: &Path) -> u64 {
-    let store = SqliteStore::open(dir).unwrap();
-    let ids: Vec<SeriesId> = store
-        .series(&SeriesFilter::default())
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
-    store
-        .histograms(&ids, 10, i64::MIN / 2, i64::MAX / 2)
-        .unwrap()
-        .iter()
-        .map(|h| h.stats.count)
-        .sum()
+    common::stored_transactions(&SqliteStore::open(dir).unwrap(), 10)
 }
 
 /// Sends for 2 s, kills the collector with SIGKILL, restarts it, stops it gracefully; returns

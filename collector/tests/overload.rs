@@ -111,22 +111,6 @@ impl Store for SlowStore {
     }
 }
 
-/// Transactions in the store: the histograms' counts over every series and window.
-fn stored_transactions(store: &dyn Store, window_s: u32) -> u64 {
-    let ids: Vec<SeriesId> = store
-        .series(&SeriesFilter::default())
-        .unwrap()
-        .iter()
-        .map(|s| s.id)
-        .collect();
-    store
-        .histograms(&ids, window_s, i64::MIN / 2, i64::MAX / 2)
-        .unwrap()
-        .iter()
-        .map(|h| h.stats.count)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_times_the_sustainable_rate_is_refused_with_retry_info_and_nothing_acked_is_lost() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,6 +220,6 @@ async fn three_times_the_sustainable_rate_is_refused_with_retry_info_and_nothing
         "{report:#?}"
     );
     assert_eq!(report.spans_accepted % 5, 0);
-    let stored = stored_transactions(store.as_ref(), window_s);
+    let stored = common::stored_transactions(store.as_ref(), window_s);
     assert_eq!(stored, report.spans_accepted / 5, "{report:#?}");
 }

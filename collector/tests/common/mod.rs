@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use headlight_collector::config::Config;
+use headlight_collector::model::SeriesId;
 use headlight_collector::server::Server;
+use headlight_collector::store::{SeriesFilter, Store};
 use serde_json::Value;
 
 /// A config on free loopback ports with the data in `dir`.
@@ -93,3 +95,19 @@ pub mod process;
 pub mod sdk;
 pub mod store_suite;
 pub mod traffic;
+
+/// Transactions in the store: the histograms' counts over every series and window.
+pub fn stored_transactions(store: &dyn Store, window_s: u32) -> u64 {
+    let ids: Vec<SeriesId> = store
+        .series(&SeriesFilter::default())
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    store
+        .histograms(&ids, window_s, i64::MIN / 2, i64::MAX / 2)
+        .unwrap()
+        .iter()
+        .map(|h| h.stats.count)
+        .sum()
+}
