@@ -512,8 +512,9 @@ impl Pipeline {
     }
 
     /// Admission control (ingest/admission.rs): waits for an export slot and checks the
-    /// buffered spans and the memory. Hold the permit while the request is handled.
-    pub async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, (Refusal, String)> {
+    /// buffered spans and the memory. Hold the permit until the export is done (move it into
+    /// the blocking task).
+    pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, (Refusal, String)> {
         let buffered = self.buffered_spans();
         self.admission
             .admit(buffered)

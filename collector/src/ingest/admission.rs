@@ -18,7 +18,9 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, SemaphorePermit};
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::refusal::Refusal;
 use crate::config::LimitsConfig;
@@ -36,7 +38,7 @@ const RSS_EVERY_MS: i64 = 100;
 /// `grpc_refused` / `http_refused` (`headlight_export_requests_refused_total`).
 #[derive(Debug)]
 pub struct Admission {
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     max_buffered_spans: u64,
     memory_limit_bytes: u64,
     /// Last sampled RSS, bytes, and when (ms since `started`).
@@ -49,7 +51,7 @@ impl Admission {
     /// The checks for these limits.
     pub fn new(limits: &LimitsConfig) -> Self {
         Self {
-            slots: Semaphore::new(limits.max_concurrent_exports),
+            slots: Arc::new(Semaphore::new(limits.max_concurrent_exports)),
             max_buffered_spans: limits.max_buffered_spans,
             memory_limit_bytes: limits.memory_limit_mib.saturating_mul(1024 * 1024),
             rss: AtomicU64::new(0),
@@ -58,13 +60,15 @@ impl Admission {
         }
     }
 
-    /// Waits for an export slot and checks the buffered spans and the memory; the permit is
-    /// held while the request is handled.
-    pub async fn admit(&self, buffered_spans: u64) -> Result<SemaphorePermit<'_>, Refusal> {
-        let permit = match tokio::time::timeout(QUEUE_WAIT, self.slots.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            _ => return Err(Refusal::Busy),
-        };
+    /// Waits for an export slot and checks the buffered spans and the memory. The permit must
+    /// be held until the request's spans are applied: move it into the blocking task, so a
+    /// client that gives up (its future dropped) does not free the slot while the work goes on.
+    pub async fn admit(&self, buffered_spans: u64) -> Result<OwnedSemaphorePermit, Refusal> {
+        let permit =
+            match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                _ => return Err(Refusal::Busy),
+            };
         if buffered_spans >= self.max_buffered_spans {
             return Err(Refusal::StoreBehind);
         }

@@ -47,7 +47,7 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let _permit = self.pipeline.admit().await.map_err(|(why, message)| {
+        let permit = self.pipeline.admit().await.map_err(|(why, message)| {
             self.pipeline.counters().grpc_refused.add(why, 1);
             // UNAVAILABLE with RetryInfo: the exporter keeps the data and retries it later.
             Status::with_error_details(
@@ -59,17 +59,21 @@ impl TraceService for OtlpGrpc {
         let pipeline = Arc::clone(&self.pipeline);
         let request = request.into_inner();
         // Validation and aggregation of a large request can take milliseconds: off the reactor.
-        let response = tokio::task::spawn_blocking(move || pipeline.export(request))
-            .await
-            .map_err(|e| Status::internal(format!("export task failed: {e}")))?
-            .map_err(|e| {
-                // The write-ahead log could not be written: nothing was accepted; retry later.
-                Status::with_error_details(
-                    Code::Unavailable,
-                    e.to_string(),
-                    ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-                )
-            })?;
+        // The slot is held until the spans are applied, even if the client gives up first.
+        let response = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            pipeline.export(request)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("export task failed: {e}")))?
+        .map_err(|e| {
+            // The write-ahead log could not be written: nothing was accepted; retry later.
+            Status::with_error_details(
+                Code::Unavailable,
+                e.to_string(),
+                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+            )
+        })?;
         Ok(Response::new(response))
     }
 }

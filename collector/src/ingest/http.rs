@@ -140,7 +140,7 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
         }
     };
     // Admission control before the body is read, so a refused request costs no memory.
-    let _permit = match pipeline.admit().await {
+    let permit = match pipeline.admit().await {
         Ok(permit) => permit,
         Err((why, message)) => return refuse(&pipeline, why, format, message),
     };
@@ -201,7 +201,11 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     };
     let response = match tokio::task::spawn_blocking({
         let pipeline = Arc::clone(&pipeline);
-        move || pipeline.export(request)
+        // The slot is held until the spans are applied, even if the client gives up first.
+        move || {
+            let _permit = permit;
+            pipeline.export(request)
+        }
     })
     .await
     {
