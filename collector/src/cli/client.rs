@@ -29,13 +29,26 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client of the collector at `url` (`http://host:port`).
-    pub(crate) fn new(url: &str) -> anyhow::Result<Self> {
+    /// A client of the collector at `url` (`http://host:port`), sending `token` (if any) as
+    /// `Authorization: Bearer`.
+    pub(crate) fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
             bail!("--url {url:?}: only http:// URLs are supported (put TLS in a proxy in front)");
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            // The error names neither the token nor the header value.
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| {
+                        anyhow!("HEADLIGHT_API_TOKEN holds characters not allowed in a header")
+                    })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(REQUEST_TIMEOUT)
             .build()
             .context("cannot build the HTTP client")?;
@@ -162,7 +175,10 @@ pub(crate) async fn record_deploy(client: &Client, request: &NewDeploy) -> anyho
 
 #[allow(clippy::print_stdout)] // the deploy id is the command's output
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::new(
+        &args.client.url,
+        args.client.token.as_ref().map(|t| t.0.as_str()),
+    )?;
     let request = NewDeploy {
         service: args.service,
         version: args.version,
@@ -190,7 +206,10 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::new(
+        &args.client.url,
+        args.client.token.as_ref().map(|t| t.0.as_str()),
+    )?;
     if let Some(id) = &args.deploy {
         let report: Report = client
             .get(&format!("/api/v1/deploys/{id}/comparison"), &[])
@@ -242,7 +261,10 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 #[allow(clippy::print_stderr)] // progress for the person or CI log watching the gate
 async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::new(
+        &args.client.url,
+        args.client.token.as_ref().map(|t| t.0.as_str()),
+    )?;
     let timeout = duration_arg("timeout", &args.timeout)?;
     let poll = duration_arg("poll", &args.poll)?;
     let deadline = Instant::now() + timeout;

@@ -358,7 +358,7 @@ impl Story {
                 phase: "baseline".to_owned(),
                 ticks: 0,
             },
-            client: Client::new(&ui)?,
+            client: Client::new(&ui, None)?,
             ui,
             endpoint,
             receiver,
