@@ -18,6 +18,8 @@ use headlight_collector::config::Config;
 use headlight_collector::server::{Server, StartError};
 use headlight_collector::store::SqliteStore;
 use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+use headlight_proto::v1::RecordDeployRequest;
+use headlight_proto::v1::deploy_service_client::DeployServiceClient;
 use prost::Message as _;
 use serde_json::Value;
 use tonic::Code;
@@ -208,6 +210,29 @@ async fn otlp_grpc_needs_the_ingest_token() {
         .await
         .unwrap();
     assert_eq!(count(&server, "grpc").await, 3);
+
+    // DeployService shares the listener and its token.
+    let mut deploys = DeployServiceClient::connect(format!("http://{}", server.otlp_grpc))
+        .await
+        .unwrap();
+    let record = |token: &str| {
+        let mut request = tonic::Request::new(RecordDeployRequest {
+            service: "grpc".into(),
+            version: "2".into(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    };
+    let refused = deploys
+        .record_deploy(record(WRONG_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let recorded = deploys.record_deploy(record(INGEST_TOKEN)).await.unwrap();
+    assert_eq!(recorded.into_inner().deploy.unwrap().version, "2");
     assert_no_token("");
     server.shutdown().await.unwrap();
 }
