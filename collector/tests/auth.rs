@@ -445,3 +445,31 @@ async fn the_client_commands_send_headlight_api_token() {
     assert_eq!(listed, Some(1), "{body}");
     server.shutdown().await.unwrap();
 }
+
+#[test]
+fn serve_reads_the_tokens_from_the_environment_and_names_the_plaintext_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--otlp-grpc",
+            "127.0.0.1:0",
+            "--otlp-http",
+            "127.0.0.1:0",
+            "--http",
+            "0.0.0.0:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .env("HEADLIGHT_API_TOKEN", API_TOKEN)
+        .env_remove("HEADLIGHT_INGEST_TOKEN")
+        .env("HEADLIGHT_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listen.http"), "{stderr}");
+    assert!(stderr.contains("TLS is not implemented"), "{stderr}");
+    assert!(!stderr.contains(API_TOKEN), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(API_TOKEN));
+}
