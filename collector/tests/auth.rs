@@ -449,18 +449,13 @@ async fn the_client_commands_send_headlight_api_token() {
 #[test]
 fn serve_reads_the_tokens_from_the_environment_and_names_the_plaintext_listener() {
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("headlight.toml");
+    let listen =
+        "[listen]\notlp_grpc = '127.0.0.1:0'\notlp_http = '127.0.0.1:0'\nhttp = '0.0.0.0:0'\n";
+    std::fs::write(&config, format!("data_dir = {:?}\n{listen}", dir.path())).unwrap();
     let out = Command::new(BIN)
-        .args([
-            "serve",
-            "--otlp-grpc",
-            "127.0.0.1:0",
-            "--otlp-http",
-            "127.0.0.1:0",
-            "--http",
-            "0.0.0.0:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+        .args(["serve", "--config"])
+        .arg(&config)
         .env("HEADLIGHT_API_TOKEN", API_TOKEN)
         .env_remove("HEADLIGHT_INGEST_TOKEN")
         .env("HEADLIGHT_LOG", "debug")
