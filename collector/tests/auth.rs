@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::otlp::{now_ns, request, server_span};
 use common::test_config;
+use headlight_agent::DropReason;
 use headlight_collector::config::Config;
 use headlight_collector::server::{Server, StartError};
 use headlight_collector::store::SqliteStore;
@@ -367,32 +368,54 @@ async fn the_ui_logs_in_with_the_token_and_keeps_a_session_cookie() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test]
-async fn the_agent_sends_the_ingest_token_from_otel_exporter_otlp_headers() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path()).await;
+/// Sends 7 transactions of `service` with the headlight agent configured from `OTEL_*`
+/// variables, `headers` as `OTEL_EXPORTER_OTLP_HEADERS`; returns its final statistics.
+async fn run_agent(
+    server: &Server,
+    service: &'static str,
+    headers: Option<String>,
+) -> headlight_agent::AgentStats {
     let endpoint = format!("http://{}", server.otlp_grpc);
-    let headers = format!("authorization=Bearer%20{INGEST_TOKEN}");
-    let env = HashMap::from([
-        ("OTEL_SERVICE_NAME", "agent-app"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_EXPORTER_OTLP_HEADERS", headers.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    let mut env = HashMap::from([
+        ("OTEL_SERVICE_NAME", service.to_owned()),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
     ]);
+    if let Some(headers) = headers {
+        env.insert("OTEL_EXPORTER_OTLP_HEADERS", headers);
+    }
     let (layer, guard) = headlight_agent::Builder::from_env(&env).build().unwrap();
     let subscriber = tracing_subscriber::registry().with(layer);
-    let stats = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         tracing::subscriber::with_default(subscriber, || {
             for _ in 0..7 {
                 tracing::info_span!("GET /", otel.kind = "server").in_scope(|| {});
             }
         });
-        assert!(guard.flush(Duration::from_secs(30)));
+        guard.flush(Duration::from_secs(30));
         guard.shutdown()
     })
     .await
-    .unwrap();
-    assert_eq!(count(&server, "agent-app").await, 7, "{stats:?}");
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_agent_sends_the_ingest_token_from_otel_exporter_otlp_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path()).await;
+    let bearer = |token: &str| Some(format!("authorization=Bearer%20{token}"));
+    for (service, headers) in [("no-token", None), ("wrong-token", bearer(WRONG_TOKEN))] {
+        let stats = run_agent(&server, service, headers).await;
+        // UNAUTHENTICATED is not retried: the agent counts the transactions as failed exports.
+        assert_eq!(stats.transactions_sent, 0, "{service}: {stats:?}");
+        let failed = stats.transactions_dropped.get(DropReason::ExportFailed);
+        assert_eq!(failed, 7, "{service}: {stats:?}");
+        assert_eq!(count(&server, service).await, 0, "{service}");
+    }
+    let stats = run_agent(&server, "agent-app", bearer(INGEST_TOKEN)).await;
+    assert_eq!(stats.transactions_sent, 7, "{stats:?}");
+    assert_eq!(stats.transactions_dropped.total(), 0, "{stats:?}");
+    assert_eq!(count(&server, "agent-app").await, 7);
     assert_no_token("");
     server.shutdown().await.unwrap();
 }
