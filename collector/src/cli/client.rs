@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use serde::de::DeserializeOwned;
 
-use super::{Command, CompareArgs, DeployArgs, GateArgs};
+use super::{ClientArgs, Command, CompareArgs, DeployArgs, GateArgs};
 use crate::compare::engine::Verdict;
 use crate::compare::report::{Report, Status};
 use crate::deploys::{Deploy, NewDeploy};
@@ -53,6 +53,11 @@ impl Client {
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Self { http, base })
+    }
+
+    /// A client of the commands' `--url`, sending their `--token` (`HEADLIGHT_API_TOKEN`).
+    pub(crate) fn from_args(args: &ClientArgs) -> anyhow::Result<Self> {
+        Self::new(&args.url, args.token.as_ref().map(|t| t.0.as_str()))
     }
 
     /// The body of a successful answer; an error carrying the collector's message otherwise.
@@ -175,10 +180,7 @@ pub(crate) async fn record_deploy(client: &Client, request: &NewDeploy) -> anyho
 
 #[allow(clippy::print_stdout)] // the deploy id is the command's output
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(
-        &args.client.url,
-        args.client.token.as_ref().map(|t| t.0.as_str()),
-    )?;
+    let client = Client::from_args(&args.client)?;
     let request = NewDeploy {
         service: args.service,
         version: args.version,
@@ -206,10 +208,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(
-        &args.client.url,
-        args.client.token.as_ref().map(|t| t.0.as_str()),
-    )?;
+    let client = Client::from_args(&args.client)?;
     if let Some(id) = &args.deploy {
         let report: Report = client
             .get(&format!("/api/v1/deploys/{id}/comparison"), &[])
@@ -261,10 +260,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 #[allow(clippy::print_stderr)] // progress for the person or CI log watching the gate
 async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(
-        &args.client.url,
-        args.client.token.as_ref().map(|t| t.0.as_str()),
-    )?;
+    let client = Client::from_args(&args.client)?;
     let timeout = duration_arg("timeout", &args.timeout)?;
     let poll = duration_arg("poll", &args.poll)?;
     let deadline = Instant::now() + timeout;
