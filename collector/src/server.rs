@@ -132,7 +132,10 @@ impl Server {
         let mut tasks = Vec::new();
 
         let grpc = tonic::transport::Server::builder()
-            .layer(crate::auth::grpc::layer(auth.ingest.clone()))
+            .layer(crate::auth::grpc::layer(
+                auth.ingest.clone(),
+                Arc::clone(&auth.refused),
+            ))
             .layer(ingest::grpc::RefusalLayer::new(Arc::clone(&pipeline)))
             .add_service(ingest::grpc::OtlpGrpc::service(Arc::clone(&pipeline)))
             .add_service(crate::deploys::grpc::DeployGrpc::service(Arc::clone(
@@ -150,6 +153,7 @@ impl Server {
         let otlp_router = crate::auth::http::require_ingest_token(
             ingest::http::router(Arc::clone(&pipeline)),
             auth.ingest.clone(),
+            Arc::clone(&auth.refused),
         );
         let otlp_stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
@@ -163,8 +167,10 @@ impl Server {
         let api = crate::auth::http::require_api_token(
             app(AppState {
                 pipeline: Arc::clone(&pipeline),
+                auth_refused: Arc::clone(&auth.refused),
             }),
             auth.api.clone(),
+            Arc::clone(&auth.refused),
         );
         let api_stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {

@@ -120,6 +120,19 @@ async fn get(
     request.send().await.unwrap()
 }
 
+/// `headlight_auth_refused_total` of `listener`, from `/metrics` (read with the API token).
+async fn refused(server: &Server, listener: &str) -> u64 {
+    let response = get(server, "/metrics", Some(API_TOKEN), None).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let line = format!("headlight_auth_refused_total{{listener=\"{listener}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no {line} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
 /// The transactions of `service` the API counts (read with the API token).
 async fn count(server: &Server, service: &str) -> u64 {
     server.flush().await.unwrap();
@@ -211,6 +224,7 @@ async fn otlp_grpc_needs_the_ingest_token() {
         .await
         .unwrap();
     assert_eq!(count(&server, "grpc").await, 3);
+    assert_eq!(refused(&server, "otlp_grpc").await, 3);
 
     // DeployService shares the listener and its token.
     let mut deploys = DeployServiceClient::connect(format!("http://{}", server.otlp_grpc))
@@ -280,6 +294,7 @@ async fn otlp_http_needs_the_ingest_token() {
     let response = send(Some(INGEST_TOKEN), true, 20).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(count(&server, "http").await, 4);
+    assert_eq!(refused(&server, "otlp_http").await, 6);
     assert_no_token("");
     server.shutdown().await.unwrap();
 }
@@ -303,6 +318,8 @@ async fn the_api_needs_the_api_token_and_health_checks_stay_open() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(get(&server, path, None, None).await.status(), 200, "{path}");
     }
+    assert_eq!(refused(&server, "http").await, 9);
+    assert_eq!(refused(&server, "otlp_grpc").await, 0);
     assert_no_token("");
     server.shutdown().await.unwrap();
 }
@@ -364,6 +381,8 @@ async fn the_ui_logs_in_with_the_token_and_keeps_a_session_cookie() {
     assert_eq!(get(&server, "/", None, Some(forged)).await.status(), 303);
     let response = get(&server, "/api/v1/services", None, Some(forged)).await;
     assert_eq!(response.status(), 401);
+    // The redirect, 3 wrong logins, the forged session twice.
+    assert_eq!(refused(&server, "http").await, 6);
     assert_no_token("");
     server.shutdown().await.unwrap();
 }

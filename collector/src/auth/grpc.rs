@@ -4,7 +4,9 @@
 use tonic::service::InterceptorLayer;
 use tonic::{Request, Status};
 
-use super::Token;
+use std::sync::Arc;
+
+use super::{Listener, Refused, Token};
 
 /// The message of a refused call; it never contains a token.
 pub const UNAUTHENTICATED: &str =
@@ -14,6 +16,7 @@ pub const UNAUTHENTICATED: &str =
 #[derive(Debug, Clone)]
 pub struct Bearer {
     token: Option<Token>,
+    refused: Arc<Refused>,
 }
 
 impl tonic::service::Interceptor for Bearer {
@@ -28,13 +31,14 @@ impl tonic::service::Interceptor for Bearer {
         if allowed {
             Ok(request)
         } else {
+            self.refused.add(Listener::OtlpGrpc);
             Err(Status::unauthenticated(UNAUTHENTICATED))
         }
     }
 }
 
 /// Returns a layer over the gRPC server refusing every call without `token` (`None`: lets
-/// everything through).
-pub fn layer(token: Option<Token>) -> InterceptorLayer<Bearer> {
-    InterceptorLayer::new(Bearer { token })
+/// everything through), counting refusals in `refused`.
+pub fn layer(token: Option<Token>, refused: Arc<Refused>) -> InterceptorLayer<Bearer> {
+    InterceptorLayer::new(Bearer { token, refused })
 }

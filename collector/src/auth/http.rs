@@ -15,7 +15,7 @@ use axum::routing::get;
 use http_body_util::{BodyExt as _, Limited};
 use prost::Message as _;
 
-use super::{ApiAuth, Token};
+use super::{ApiAuth, Listener, Refused, Token};
 use crate::error::{ApiError, ErrorCode};
 
 /// The UI session cookie's name.
@@ -36,21 +36,27 @@ fn presents(token: &Token, headers: &HeaderMap) -> bool {
 }
 
 /// Puts `router` (OTLP/HTTP) behind the ingest token: a request without it is answered `401`
-/// with a `google.rpc.Status` body (`UNAUTHENTICATED`) in the request's encoding.
-pub fn require_ingest_token(router: Router, token: Option<Token>) -> Router {
+/// with a `google.rpc.Status` body (`UNAUTHENTICATED`) in the request's encoding, and counted
+/// in `refused`.
+pub fn require_ingest_token(router: Router, token: Option<Token>, refused: Arc<Refused>) -> Router {
     match token {
         None => router,
         Some(token) => router.layer(middleware::from_fn_with_state(
-            Arc::new(token),
+            (Arc::new(token), refused),
             check_ingest,
         )),
     }
 }
 
-async fn check_ingest(State(token): State<Arc<Token>>, request: Request, next: Next) -> Response {
+async fn check_ingest(
+    State((token, refused)): State<(Arc<Token>, Arc<Refused>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     if presents(&token, request.headers()) {
         return next.run(request).await;
     }
+    refused.add(Listener::OtlpHttp);
     let json = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -85,18 +91,26 @@ async fn check_ingest(State(token): State<Arc<Token>>, request: Request, next: N
 
 /// Puts the API/UI `router` behind the API token, adding `GET`/`POST /login`. Without the
 /// token or a live session, `/api/*` and `/metrics` answer `401` JSON, other pages redirect
-/// to `/login`.
-pub fn require_api_token(router: Router, auth: Option<Arc<ApiAuth>>) -> Router {
+/// to `/login`; those refusals and wrong logins are counted in `refused`.
+pub fn require_api_token(
+    router: Router,
+    auth: Option<Arc<ApiAuth>>,
+    refused: Arc<Refused>,
+) -> Router {
     let Some(auth) = auth else {
         return router;
     };
+    let state = (auth, refused);
     let login = Router::new()
         .route("/login", get(login_page).post(login))
-        .with_state(Arc::clone(&auth));
+        .with_state(state.clone());
     router
         .merge(login)
-        .layer(middleware::from_fn_with_state(auth, check_api))
+        .layer(middleware::from_fn_with_state(state, check_api))
 }
+
+/// The state of the API/UI checks.
+type ApiState = (Arc<ApiAuth>, Arc<Refused>);
 
 fn session_cookie(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
@@ -109,7 +123,11 @@ fn session_cookie(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .map(|(_, value)| value)
 }
 
-async fn check_api(State(auth): State<Arc<ApiAuth>>, request: Request, next: Next) -> Response {
+async fn check_api(
+    State((auth, refused)): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
     let now = Instant::now();
     if OPEN_PATHS.contains(&path)
@@ -118,6 +136,7 @@ async fn check_api(State(auth): State<Arc<ApiAuth>>, request: Request, next: Nex
     {
         return next.run(request).await;
     }
+    refused.add(Listener::Http);
     if path.starts_with("/api/") || path == "/metrics" {
         let mut response = ApiError {
             code: ErrorCode::Unauthenticated,
@@ -186,7 +205,7 @@ fn form_decode(text: &str) -> Vec<u8> {
 
 /// `POST /login` with the form field `token`: a session cookie and a redirect to `/`, or the
 /// form again with `401`.
-async fn login(State(auth): State<Arc<ApiAuth>>, body: Body) -> Response {
+async fn login(State((auth, refused)): State<ApiState>, body: Body) -> Response {
     let Ok(collected) = Limited::new(body, MAX_LOGIN_BYTES).collect().await else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -202,6 +221,7 @@ async fn login(State(auth): State<Arc<ApiAuth>>, body: Body) -> Response {
         .map(|(_, value)| form_decode(value));
     let valid = presented.is_some_and(|t| auth.token.matches(t.trim_ascii()));
     if !valid {
+        refused.add(Listener::Http);
         tracing::info!("ui login refused: wrong token");
         return page(
             StatusCode::UNAUTHORIZED,

@@ -10,6 +10,7 @@ pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::{AuthConfig, ListenConfig};
 pub use sessions::Sessions;
@@ -45,6 +46,49 @@ pub struct Auth {
     pub ingest: Option<Token>,
     /// The token of the API, `/metrics` and the UI login, with the UI's sessions.
     pub api: Option<Arc<ApiAuth>>,
+    /// The requests refused so far.
+    pub refused: Arc<Refused>,
+}
+
+/// A listener whose requests can be refused for a missing or wrong token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// OTLP/gRPC (`listen.otlp_grpc`).
+    OtlpGrpc,
+    /// OTLP/HTTP (`listen.otlp_http`).
+    OtlpHttp,
+    /// The API and UI (`listen.http`), `POST /login` included.
+    Http,
+}
+
+impl Listener {
+    /// Every listener, in the order of [`Refused::counts`].
+    pub const ALL: [Self; 3] = [Self::OtlpGrpc, Self::OtlpHttp, Self::Http];
+
+    /// The listener's key under `listen`, its label in `/metrics`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::OtlpGrpc => "otlp_grpc",
+            Self::OtlpHttp => "otlp_http",
+            Self::Http => "http",
+        }
+    }
+}
+
+/// Requests refused for a missing or wrong token (or session), per listener, since start.
+#[derive(Debug, Default)]
+pub struct Refused([AtomicU64; 3]);
+
+impl Refused {
+    /// Counts one refusal on `listener`.
+    pub fn add(&self, listener: Listener) {
+        self.0[listener as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts, indexed like [`Listener::ALL`].
+    pub fn counts(&self) -> [(Listener, u64); 3] {
+        Listener::ALL.map(|l| (l, self.0[l as usize].load(Ordering::Relaxed)))
+    }
 }
 
 /// The API/UI token and the sessions logged in with it.
@@ -93,6 +137,7 @@ impl Auth {
         }
         Ok(Self {
             ingest,
+            refused: Arc::default(),
             api: api.map(|token| {
                 Arc::new(ApiAuth {
                     token,
