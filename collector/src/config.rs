@@ -64,6 +64,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// What survives a crash.
     pub durability: DurabilityConfig,
+    /// Optional bearer tokens for ingest, the API and the UI.
+    pub auth: AuthConfig,
 }
 
 /// What survives a crash (`[durability]`).
@@ -96,6 +98,35 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             storage: StorageConfig::default(),
             durability: DurabilityConfig::default(),
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+/// Optional bearer-token authentication (`[auth]`). The tokens themselves are read from the
+/// environment variables named here, never from this file; a variable left unset turns its
+/// check off.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The variable holding the token OTLP exporters send on both OTLP listeners (gRPC
+    /// `authorization` metadata, HTTP `Authorization` header); default
+    /// `HEADLIGHT_INGEST_TOKEN`.
+    pub ingest_token_env: String,
+    /// The variable holding the token of the API, `/metrics` and the UI login; default
+    /// `HEADLIGHT_API_TOKEN`.
+    pub api_token_env: String,
+    /// Lets a token protect a non-loopback listener although it travels in plaintext (TLS is
+    /// not implemented); default false: the collector refuses to start instead.
+    pub allow_plaintext: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            ingest_token_env: "HEADLIGHT_INGEST_TOKEN".to_owned(),
+            api_token_env: "HEADLIGHT_API_TOKEN".to_owned(),
+            allow_plaintext: false,
         }
     }
 }
@@ -573,6 +604,20 @@ impl Config {
                 reason,
             });
         }
+        let variable =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !variable(&self.auth.ingest_token_env) {
+            return Err(invalid(
+                "auth.ingest_token_env",
+                "must be an environment variable name (letters, digits, underscores)",
+            ));
+        }
+        if !variable(&self.auth.api_token_env) {
+            return Err(invalid(
+                "auth.api_token_env",
+                "must be an environment variable name (letters, digits, underscores)",
+            ));
+        }
         if self.storage.backend == Backend::Clickhouse {
             self.storage.clickhouse.validate()?;
         }
@@ -661,6 +706,20 @@ mod tests {
             err.to_string().contains("storage.clickhouse.shard_urls"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auth_names_variables_not_tokens() {
+        let config =
+            Config::from_toml("[auth]\ningest_token_env = 'INGEST'\nallow_plaintext = true\n")
+                .unwrap();
+        assert_eq!(config.auth.ingest_token_env, "INGEST");
+        assert_eq!(config.auth.api_token_env, "HEADLIGHT_API_TOKEN");
+        assert!(config.auth.allow_plaintext);
+        let err = Config::from_toml("[auth]\ntoken = 's3cret'\n").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let err = Config::from_toml("[auth]\napi_token_env = 'a b'\n").unwrap_err();
+        assert!(err.to_string().contains("auth.api_token_env"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected failure.
     Internal,
+    /// The request carries no valid token or session (`[auth]`).
+    Unauthenticated,
 }
 
 impl ErrorCode {
@@ -29,6 +31,7 @@ impl ErrorCode {
             Self::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -40,6 +43,7 @@ impl ErrorCode {
             Self::ResourceExhausted => tonic::Code::ResourceExhausted,
             Self::Unavailable => tonic::Code::Unavailable,
             Self::Internal => tonic::Code::Internal,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
         }
     }
 
@@ -51,6 +55,7 @@ impl ErrorCode {
             Self::ResourceExhausted => "resource_exhausted",
             Self::Unavailable => "unavailable",
             Self::Internal => "internal",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 pub mod alert;
+pub mod auth;
 pub mod cli;
 pub mod compare;
 pub mod config;

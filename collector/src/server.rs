@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alert::channels::{self, Channel};
+use crate::auth::Auth;
 use crate::config::{Backend, Config};
 use crate::http::{AppState, app};
 use crate::ingest;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// An alert channel could not be set up (a missing secret variable, a bad URL…).
     #[error("invalid alert channel: {0}")]
     Channel(String),
+    /// The `[auth]` settings were refused (a token on a non-loopback plaintext listener…).
+    #[error("invalid auth settings: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// A running collector. Dropping it without [`Server::shutdown`] stops the listeners but skips
@@ -89,8 +93,8 @@ impl Server {
         Self::start_with_env(config, store, &|key| std::env::var(key).ok()).await
     }
 
-    /// Starts the collector over a given store, reading the alert channels' secrets through
-    /// `env` (tests pass a map; the binary the process environment).
+    /// Starts the collector over a given store, reading the alert channels' secrets and the
+    /// `[auth]` tokens through `env` (tests pass a map; the binary the process environment).
     pub async fn start_with_env(
         config: Config,
         store: Arc<dyn Store>,
@@ -104,6 +108,7 @@ impl Server {
             .collect::<Result<_, _>>()
             .map_err(StartError::Channel)?;
         let rules = config.alerts.rules().map_err(StartError::Channel)?;
+        let auth = Auth::from_env(&config.auth, &config.listen, env)?;
         let holder: Arc<str> = Arc::from(holder_id());
         let config = Arc::new(config);
         let pipeline = {
@@ -132,6 +137,10 @@ impl Server {
         let mut tasks = Vec::new();
 
         let grpc = tonic::transport::Server::builder()
+            .layer(crate::auth::grpc::layer(
+                auth.ingest.clone(),
+                Arc::clone(&auth.refused),
+            ))
             .layer(ingest::grpc::RefusalLayer::new(Arc::clone(&pipeline)))
             .add_service(ingest::grpc::OtlpGrpc::service(Arc::clone(&pipeline)))
             .add_service(crate::deploys::grpc::DeployGrpc::service(Arc::clone(
@@ -146,7 +155,11 @@ impl Server {
                 tracing::error!(error = %e, "otlp grpc server failed");
             }
         }));
-        let otlp_router = ingest::http::router(Arc::clone(&pipeline));
+        let otlp_router = crate::auth::http::require_ingest_token(
+            ingest::http::router(Arc::clone(&pipeline)),
+            auth.ingest.clone(),
+            Arc::clone(&auth.refused),
+        );
         let otlp_stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(otlp_http_listener, otlp_router)
@@ -156,9 +169,14 @@ impl Server {
                 tracing::error!(error = %e, "otlp http server failed");
             }
         }));
-        let api = app(AppState {
-            pipeline: Arc::clone(&pipeline),
-        });
+        let api = crate::auth::http::require_api_token(
+            app(AppState {
+                pipeline: Arc::clone(&pipeline),
+                auth_refused: Arc::clone(&auth.refused),
+            }),
+            auth.api.clone(),
+            Arc::clone(&auth.refused),
+        );
         let api_stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(http_listener, api)
@@ -235,7 +253,7 @@ impl Server {
             },
             |report| tracing::debug!(?report, "retention pass"),
         )));
-        tracing::info!(%otlp_grpc, %otlp_http, %http, data_dir = %config.data_dir.display(), "headlight collector listening");
+        tracing::info!(%otlp_grpc, %otlp_http, %http, ingest_token = auth.ingest.is_some(), api_token = auth.api.is_some(), data_dir = %config.data_dir.display(), "headlight collector listening");
         Ok(Self {
             otlp_grpc,
             otlp_http,

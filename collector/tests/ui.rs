@@ -791,3 +791,72 @@ async fn the_ui_files_are_served_from_the_binary() {
     }
     server.shutdown().await.unwrap();
 }
+
+/// With `HEADLIGHT_API_TOKEN` set, the browser is sent to the login form, a wrong token is
+/// refused, and the right one opens the UI, whose API calls then pass on the session cookie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_asks_for_the_api_token_then_shows_the_services() {
+    const TOKEN: &str = "ui-Tok3n-51d0";
+    let driver = Driver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        std::sync::Arc::new(headlight_collector::store::SqliteStore::open(dir.path()).unwrap());
+    let env = |key: &str| (key == "HEADLIGHT_API_TOKEN").then(|| TOKEN.to_owned());
+    let server = Server::start_with_env(common::test_config(dir.path()), store, &env)
+        .await
+        .unwrap();
+    let mut rng = Rng(11);
+    let now = common::now_ms();
+    let mut txns = traffic(&mut rng, &SHOP, 30, (now - 5 * MIN, now - MIN), |_| 0);
+    Sender::new(&server)
+        .await
+        .send("shop", "1.0", &mut txns)
+        .await;
+    server.flush().await.unwrap();
+    let browser = Browser {
+        client: driver.client().await,
+        base: format!("http://{}", server.http),
+        shots: artifacts(),
+    };
+    let login = async |b: &Browser, token: &str| -> Result<()> {
+        let field = b.client.find(Locator::Css("#token")).await?;
+        field.clear().await?;
+        field.send_keys(token).await?;
+        b.click("button[type=submit]").await
+    };
+    let result = async {
+        let b = &browser;
+        b.goto("/").await?;
+        b.wait(
+            "the login form",
+            "return location.pathname === '/login' && document.getElementById('token') !== null",
+        )
+        .await?;
+        login(b, "wrong").await?;
+        b.wait(
+            "the refusal",
+            "return document.body.innerText.includes('Wrong token.')",
+        )
+        .await?;
+        login(b, TOKEN).await?;
+        b.wait(
+            "the services",
+            "return location.pathname === '/' && document.body.innerText.includes('GET /orders')",
+        )
+        .await?;
+        b.shot("auth-logged-in").await?;
+        let page = b.js("return document.documentElement.outerHTML").await?;
+        ensure!(
+            !page.to_string().contains(TOKEN),
+            "the token is in the page"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = browser.shot("auth-failure").await;
+    }
+    let _ = browser.client.clone().close().await;
+    server.shutdown().await.unwrap();
+    result.unwrap();
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, anyhow, bail};
 use serde::de::DeserializeOwned;
 
-use super::{Command, CompareArgs, DeployArgs, GateArgs};
+use super::{ClientArgs, Command, CompareArgs, DeployArgs, GateArgs};
 use crate::compare::engine::Verdict;
 use crate::compare::report::{Report, Status};
 use crate::deploys::{Deploy, NewDeploy};
@@ -29,17 +29,35 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client of the collector at `url` (`http://host:port`).
-    pub(crate) fn new(url: &str) -> anyhow::Result<Self> {
+    /// A client of the collector at `url` (`http://host:port`), sending `token` (if any) as
+    /// `Authorization: Bearer`.
+    pub(crate) fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
         if !base.starts_with("http://") {
             bail!("--url {url:?}: only http:// URLs are supported (put TLS in a proxy in front)");
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            // The error names neither the token nor the header value.
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+                    .map_err(|_| {
+                        anyhow!("HEADLIGHT_API_TOKEN holds characters not allowed in a header")
+                    })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(REQUEST_TIMEOUT)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(Self { http, base })
+    }
+
+    /// A client of the commands' `--url`, sending their `--token` (`HEADLIGHT_API_TOKEN`).
+    pub(crate) fn from_args(args: &ClientArgs) -> anyhow::Result<Self> {
+        Self::new(&args.url, args.token.as_ref().map(|t| t.0.as_str()))
     }
 
     /// The body of a successful answer; an error carrying the collector's message otherwise.
@@ -162,7 +180,7 @@ pub(crate) async fn record_deploy(client: &Client, request: &NewDeploy) -> anyho
 
 #[allow(clippy::print_stdout)] // the deploy id is the command's output
 async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::from_args(&args.client)?;
     let request = NewDeploy {
         service: args.service,
         version: args.version,
@@ -190,7 +208,7 @@ async fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::from_args(&args.client)?;
     if let Some(id) = &args.deploy {
         let report: Report = client
             .get(&format!("/api/v1/deploys/{id}/comparison"), &[])
@@ -242,7 +260,7 @@ async fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
 
 #[allow(clippy::print_stderr)] // progress for the person or CI log watching the gate
 async fn gate(args: GateArgs) -> anyhow::Result<ExitCode> {
-    let client = Client::new(&args.client.url)?;
+    let client = Client::from_args(&args.client)?;
     let timeout = duration_arg("timeout", &args.timeout)?;
     let poll = duration_arg("poll", &args.poll)?;
     let deadline = Instant::now() + timeout;

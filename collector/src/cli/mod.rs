@@ -158,6 +158,28 @@ pub struct ClientArgs {
     /// The collector's HTTP API.
     #[arg(long, env = "HEADLIGHT_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// The API token, sent as `Authorization: Bearer`; read from `HEADLIGHT_API_TOKEN` (a
+    /// flag's value would show in the process list, so prefer the variable).
+    #[arg(long, env = "HEADLIGHT_API_TOKEN", hide_env_values = true)]
+    pub token: Option<ApiToken>,
+}
+
+/// The API token of the client commands; `Debug` never shows it.
+#[derive(Clone)]
+pub struct ApiToken(pub String);
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiToken(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for ApiToken {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// `headlight deploy`.

@@ -249,7 +249,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let text = config_text(&store_dir.0, listen, &receiver.url());
     std::fs::write(out.join("headlight.toml"), &text)?;
     let config = Config::from_toml(&text)?;
-    let server = Server::start(config)
+    // The demo's own agents and client send no token: its collector ignores `[auth]` tokens
+    // a shell may have exported for a real collector (it listens on loopback only).
+    let env = |key: &str| {
+        let auth = &config.auth;
+        (key != auth.ingest_token_env && key != auth.api_token_env)
+            .then(|| std::env::var(key).ok())
+            .flatten()
+    };
+    let store = crate::server::open_store(&config, &env)
+        .await
+        .context("cannot open the demo's store")?;
+    let server = Server::start_with_env(config.clone(), store, &env)
         .await
         .context("cannot start the demo's collector")?;
     let mut story = Story::start(&server, receiver, out.clone())?;
@@ -358,7 +369,7 @@ impl Story {
                 phase: "baseline".to_owned(),
                 ticks: 0,
             },
-            client: Client::new(&ui)?,
+            client: Client::new(&ui, None)?,
             ui,
             endpoint,
             receiver,

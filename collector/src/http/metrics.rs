@@ -23,8 +23,9 @@ use crate::pipeline::Pipeline;
 /// Answers a scrape.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let pipeline = state.pipeline;
+    let refused = state.auth_refused;
     // The aggregator's lock and `/proc` are blocking.
-    let body = blocking(move || Ok(render(&pipeline))).await?;
+    let body = blocking(move || Ok(render(&pipeline, &refused))).await?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
 }
 
@@ -33,7 +34,7 @@ const ERRORS: &str = "headlight_transaction_errors_total";
 const DURATION: &str = "headlight_transaction_duration_seconds";
 
 /// Writes every family.
-fn render(pipeline: &Pipeline) -> String {
+fn render(pipeline: &Pipeline, auth_refused: &crate::auth::Refused) -> String {
     let aggregator = pipeline.aggregator_metrics();
     let counters = pipeline.counters();
     let mut e = Exposition::default();
@@ -111,6 +112,15 @@ fn render(pipeline: &Pipeline) -> String {
             (&[("protocol", "http")], &counters.http_refused),
         ],
     );
+    let name = "headlight_auth_refused_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Requests refused for a missing or wrong token or session, by listener ([auth]).",
+    );
+    for (listener, n) in auth_refused.counts() {
+        e.sample(name, &[("listener", listener.label())], n);
+    }
     counter(
         &mut e,
         "headlight_orphan_spans_dropped_total",

@@ -31,6 +31,8 @@ use params::Params;
 pub struct AppState {
     /// The pipeline (and through it the store and the configuration).
     pub pipeline: Arc<Pipeline>,
+    /// Requests refused for a missing or wrong token, shown in `/metrics`.
+    pub auth_refused: Arc<crate::auth::Refused>,
 }
 
 pub(crate) type RawQuery = Query<Vec<(String, String)>>;
