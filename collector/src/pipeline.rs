@@ -515,11 +515,10 @@ impl Pipeline {
     /// buffered spans and the memory. Hold the permit until the export is done (move it into
     /// the blocking task).
     pub async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, (Refusal, String)> {
-        let buffered = self.buffered_spans();
         self.admission
-            .admit(buffered)
+            .admit(|| self.buffered_spans())
             .await
-            .map_err(|why| (why, self.admission.message(why, buffered)))
+            .map_err(|why| (why, self.admission.message(why, self.buffered_spans())))
     }
 
     /// Spans accepted whose data has not reached the store yet (the aggregator's since its last

@@ -63,13 +63,18 @@ impl Admission {
     /// Waits for an export slot and checks the buffered spans and the memory. The permit must
     /// be held until the request's spans are applied: move it into the blocking task, so a
     /// client that gives up (its future dropped) does not free the slot while the work goes on.
-    pub async fn admit(&self, buffered_spans: u64) -> Result<OwnedSemaphorePermit, Refusal> {
+    /// `buffered_spans` is read once the slot is taken (a value read before the wait would be
+    /// stale by up to [`QUEUE_WAIT`] of other requests' spans).
+    pub async fn admit(
+        &self,
+        buffered_spans: impl Fn() -> u64,
+    ) -> Result<OwnedSemaphorePermit, Refusal> {
         let permit =
             match tokio::time::timeout(QUEUE_WAIT, Arc::clone(&self.slots).acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 _ => return Err(Refusal::Busy),
             };
-        if buffered_spans >= self.max_buffered_spans {
+        if buffered_spans() >= self.max_buffered_spans {
             return Err(Refusal::StoreBehind);
         }
         if self.memory_limit_bytes > 0 && self.rss_bytes() >= self.memory_limit_bytes {
@@ -131,11 +136,11 @@ mod tests {
     #[tokio::test]
     async fn refuses_when_busy_behind_or_over_memory() {
         let a = Admission::new(&limits(1, 100, 0));
-        let held = a.admit(0).await.unwrap();
-        assert_eq!(a.admit(0).await.unwrap_err(), Refusal::Busy);
+        let held = a.admit(|| 0).await.unwrap();
+        assert_eq!(a.admit(|| 0).await.unwrap_err(), Refusal::Busy);
         drop(held);
-        assert!(a.admit(99).await.is_ok());
-        assert_eq!(a.admit(100).await.unwrap_err(), Refusal::StoreBehind);
+        assert!(a.admit(|| 99).await.is_ok());
+        assert_eq!(a.admit(|| 100).await.unwrap_err(), Refusal::StoreBehind);
         assert!(
             a.message(Refusal::StoreBehind, 100)
                 .contains("100 spans wait")
@@ -143,7 +148,7 @@ mod tests {
         // A 1 MiB limit: this test process is far above it.
         let m = Admission::new(&limits(1, 100, 1));
         assert!(resident_memory_bytes().unwrap() > 1 << 20);
-        assert_eq!(m.admit(0).await.unwrap_err(), Refusal::MemoryLimit);
+        assert_eq!(m.admit(|| 0).await.unwrap_err(), Refusal::MemoryLimit);
         assert!(m.message(Refusal::MemoryLimit, 0).contains("limit 1 MiB"));
     }
 }
