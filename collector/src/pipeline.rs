@@ -52,8 +52,6 @@ pub struct PipelineCounters {
     pub write_errors: AtomicU64,
     /// Store writes that succeeded.
     pub writes: AtomicU64,
-    /// Export requests refused because the write-ahead log could not be written.
-    pub wal_errors: AtomicU64,
     /// Elements of `headlight.unsent_children` ignored (malformed, or over 256 per span).
     pub unsent_children_ignored: AtomicU64,
     /// Automatic deploy markers recorded.
@@ -199,7 +197,7 @@ impl Pipeline {
     }
 
     fn wal_failed(&self, e: std::io::Error) -> DurabilityError {
-        self.counters.wal_errors.fetch_add(1, Ordering::Relaxed);
+        // Counted by the listener as a `log_unwritable` refusal.
         tracing::warn!(error = %e, "cannot write the write-ahead log; the request is refused as retryable");
         DurabilityError(e)
     }

@@ -4,9 +4,9 @@
 
 mod common;
 
+use common::process::free_port;
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -341,14 +341,6 @@ args = ["-c", "tr -d '\\n' >> {log}; echo >> {log}"]
         (Some(1), Some(0.0))
     );
     server.shutdown().await.unwrap();
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Starts `headlight serve` and waits for its API.

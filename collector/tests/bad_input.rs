@@ -97,7 +97,7 @@ fn by_reason<R: Reason>(counters: &ReasonCounters<R>) -> Vec<(&'static str, u64)
 }
 
 /// Asserts the export requests refused per protocol: malformed, too large, unsupported (and
-/// none by admission control: bad input is not overload).
+/// none to retry later: bad input is not overload, nor a disk problem).
 fn assert_refused(server: &Server, grpc: [u64; 3], http: [u64; 3]) {
     let counters = server.pipeline().counters();
     let reasons = [
@@ -107,11 +107,12 @@ fn assert_refused(server: &Server, grpc: [u64; 3], http: [u64; 3]) {
         "busy",
         "store_behind",
         "memory_limit",
+        "log_unwritable",
     ];
     let expect = |n: [u64; 3]| {
         reasons
             .into_iter()
-            .zip(n.into_iter().chain([0; 3]))
+            .zip(n.into_iter().chain([0; 4]))
             .collect::<Vec<_>>()
     };
     assert_eq!(by_reason(&counters.grpc_refused), expect(grpc), "grpc");

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,14 +17,11 @@ use headlight_collector::loadgen::{self, Plan, Protocol, Shape};
 use headlight_collector::store::SqliteStore;
 
 fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    SocketAddr::from(([127, 0, 0, 1], common::process::free_port()))
 }
 
-/// A collector process on `dir` with this config; waits until it listens.
-fn start(dir: &Path, config: &Path, grpc: SocketAddr) -> Child {
+/// A collector process with this config; waits until it listens.
+fn start(config: &Path, grpc: SocketAddr) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_headlight"))
         .args(["serve", "--config"])
         .arg(config)
@@ -38,7 +35,6 @@ fn start(dir: &Path, config: &Path, grpc: SocketAddr) -> Child {
         assert!(Instant::now() < deadline, "the collector did not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = dir;
     child
 }
 
@@ -64,7 +60,7 @@ fn kill_and_restart(wal: bool) -> (u64, u64, usize) {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let mut first = start(&data, &config, grpc);
+    let mut first = start(&config, grpc);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let report = runtime
         .block_on(loadgen::run(
@@ -99,7 +95,7 @@ fn kill_and_restart(wal: bool) -> (u64, u64, usize) {
         .map(|d| d.count())
         .unwrap_or(0);
 
-    let mut second = start(&data, &config, grpc);
+    let mut second = start(&config, grpc);
     // A graceful stop, so the second process's own (empty) state is flushed too.
     Command::new("kill")
         .args(["-TERM", &second.id().to_string()])

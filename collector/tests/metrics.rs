@@ -265,7 +265,7 @@ async fn red_metrics_and_health_are_exact_and_cumulative() {
     }
     // Admission control's reasons are listed too, at zero: nothing was overloaded.
     for protocol in ["grpc", "http"] {
-        for reason in ["busy", "store_behind", "memory_limit"] {
+        for reason in ["busy", "store_behind", "memory_limit", "log_unwritable"] {
             assert_eq!(refused(protocol, reason), 0.0, "{protocol} {reason}");
         }
     }

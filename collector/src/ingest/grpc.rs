@@ -47,15 +47,11 @@ impl TraceService for OtlpGrpc {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let permit = self.pipeline.admit().await.map_err(|(why, message)| {
-            self.pipeline.counters().grpc_refused.add(why, 1);
-            // UNAVAILABLE with RetryInfo: the exporter keeps the data and retries it later.
-            Status::with_error_details(
-                Code::Unavailable,
-                message,
-                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-            )
-        })?;
+        let permit = self
+            .pipeline
+            .admit()
+            .await
+            .map_err(|(why, message)| self.retry_later(why, message))?;
         let pipeline = Arc::clone(&self.pipeline);
         let request = request.into_inner();
         // Validation and aggregation of a large request can take milliseconds: off the reactor.
@@ -66,15 +62,21 @@ impl TraceService for OtlpGrpc {
         })
         .await
         .map_err(|e| Status::internal(format!("export task failed: {e}")))?
-        .map_err(|e| {
-            // The write-ahead log could not be written: nothing was accepted; retry later.
-            Status::with_error_details(
-                Code::Unavailable,
-                e.to_string(),
-                ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-            )
-        })?;
+        .map_err(|e| self.retry_later(Refusal::LogUnwritable, e.to_string()))?;
         Ok(Response::new(response))
+    }
+}
+
+impl OtlpGrpc {
+    /// Counts a refusal and answers `UNAVAILABLE` with `RetryInfo`: the exporter keeps the data
+    /// and sends it again after the delay.
+    fn retry_later(&self, why: Refusal, message: String) -> Status {
+        self.pipeline.counters().grpc_refused.add(why, 1);
+        Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+        )
     }
 }
 

@@ -79,8 +79,8 @@ fn refuse(pipeline: &Pipeline, refusal: Refusal, format: Format, message: String
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
         ),
-        Refusal::Busy | Refusal::StoreBehind | Refusal::MemoryLimit => {
-            // Admission control: the exporter keeps the data and retries after the delay.
+        Refusal::Busy | Refusal::StoreBehind | Refusal::MemoryLimit | Refusal::LogUnwritable => {
+            // The exporter keeps the data and sends it again after the delay.
             let mut response = status_body(
                 format,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -211,18 +211,7 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     {
         Ok(Ok(response)) => response,
         Ok(Err(e)) => {
-            // The write-ahead log could not be written: nothing was accepted; retry later.
-            let mut response = status_body(
-                format,
-                StatusCode::SERVICE_UNAVAILABLE,
-                tonic::Code::Unavailable,
-                e.to_string(),
-            );
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(RETRY_AFTER.as_secs()),
-            );
-            return response;
+            return refuse(&pipeline, Refusal::LogUnwritable, format, e.to_string());
         }
         Err(e) => {
             return status_body(

@@ -19,6 +19,9 @@ pub enum Refusal {
     /// Admission control: the process is over `limits.memory_limit_mib` (`UNAVAILABLE` /
     /// `503`).
     MemoryLimit,
+    /// The write-ahead log could not be written, e.g. a full disk (`UNAVAILABLE` / `503`):
+    /// nothing of the request was accepted.
+    LogUnwritable,
 }
 
 impl Reason for Refusal {
@@ -29,6 +32,7 @@ impl Reason for Refusal {
         Self::Busy,
         Self::StoreBehind,
         Self::MemoryLimit,
+        Self::LogUnwritable,
     ];
 
     fn label(self) -> &'static str {
@@ -39,6 +43,7 @@ impl Reason for Refusal {
             Self::Busy => "busy",
             Self::StoreBehind => "store_behind",
             Self::MemoryLimit => "memory_limit",
+            Self::LogUnwritable => "log_unwritable",
         }
     }
 }

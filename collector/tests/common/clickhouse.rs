@@ -2,7 +2,7 @@
 //! killed on drop. A test fails (never skips) when the server cannot start: `scripts/test`
 //! installs Debian's `clickhouse-server`.
 
-use std::net::TcpListener;
+use super::process::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,14 +18,6 @@ pub struct ClickHouse {
     n: u16,
     /// `http://127.0.0.1:<http_port>`.
     pub url: String,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn binary() -> PathBuf {
