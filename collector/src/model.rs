@@ -128,15 +128,65 @@ pub struct Span {
     pub error: bool,
     /// The transaction name if this span is a transaction, else `None`.
     pub transaction: Option<String>,
-    /// Span attributes as a JSON object (string keys, JSON values), truncated per limits.
-    /// The headlight agent's `headlight.*` span attributes are not among them.
-    pub attributes: serde_json::Map<String, serde_json::Value>,
+    /// Span attributes, at most `limits.max_attributes_per_span`; the headlight agent's
+    /// `headlight.*` span attributes are not among them.
+    pub attributes: Attributes,
     /// Self time reported by the headlight agent (`headlight.self_ns`), ns, within
     /// `[0, duration]`; used instead of the self time computed from the children received.
     pub reported_self_ns: Option<i64>,
     /// Child operations the headlight agent did not send (`headlight.unsent_children`); they
     /// count in the breakdown as if they had been received.
     pub unsent_children: Vec<UnsentOperation>,
+}
+
+/// A span's attributes. Spans arrive by the hundred thousand and most are only aggregated, so
+/// their attributes stay in their received encoding and become JSON only for the spans stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attributes {
+    /// As received: an encoded OTLP `KeyValueList`; values are cut to `max_value_bytes` when
+    /// converted.
+    Otlp {
+        /// The encoded `KeyValueList`.
+        encoded: Vec<u8>,
+        /// `limits.max_attribute_value_bytes` at ingest.
+        max_value_bytes: usize,
+    },
+    /// A JSON object (string keys, JSON values), as stored.
+    Json(serde_json::Map<String, serde_json::Value>),
+}
+
+impl Default for Attributes {
+    fn default() -> Self {
+        Self::Json(serde_json::Map::new())
+    }
+}
+
+impl Attributes {
+    /// The attributes as a JSON object: keys cut to 256 bytes and values to the limit, nested
+    /// arrays and maps kept (at most 64 elements each, 8 levels deep).
+    pub fn into_json(self) -> serde_json::Map<String, serde_json::Value> {
+        match self {
+            Self::Json(map) => map,
+            Self::Otlp {
+                encoded,
+                max_value_bytes,
+            } => crate::ingest::convert::attributes_json(&encoded, max_value_bytes),
+        }
+    }
+
+    /// [`Attributes::into_json`] without consuming them.
+    pub fn to_json(&self) -> std::borrow::Cow<'_, serde_json::Map<String, serde_json::Value>> {
+        match self {
+            Self::Json(map) => std::borrow::Cow::Borrowed(map),
+            Self::Otlp {
+                encoded,
+                max_value_bytes,
+            } => std::borrow::Cow::Owned(crate::ingest::convert::attributes_json(
+                encoded,
+                *max_value_bytes,
+            )),
+        }
+    }
 }
 
 /// Spans of one child operation that the agent counted but did not send.

@@ -5,10 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use headlight_proto::otlp::collector::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use prost::Message as _;
+use headlight_proto::otlp::collector::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
 use crate::aggregate::{Aggregator, AggregatorMetrics, AggregatorStats};
@@ -40,6 +37,17 @@ pub fn now_ns() -> i64 {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write the write-ahead log: {0}")]
 pub struct DurabilityError(#[source] pub std::io::Error);
+
+/// Why an export request was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The request is not a valid `ExportTraceServiceRequest`; retrying it cannot help.
+    #[error(transparent)]
+    Malformed(#[from] convert::Malformed),
+    /// The write-ahead log could not be written; the client should retry.
+    #[error(transparent)]
+    Durability(#[from] DurabilityError),
+}
 
 /// Counters of the pipeline since start.
 #[derive(Debug, Default)]
@@ -184,12 +192,8 @@ impl Pipeline {
     /// partial success, the valid ones kept. The headlight agent's drop counters are recorded.
     /// With the write-ahead log on, the request is on disk before this returns `Ok`; an `Err`
     /// (the log cannot be written: a full disk) means nothing of it was accepted.
-    pub fn export(
-        &self,
-        request: ExportTraceServiceRequest,
-    ) -> Result<ExportTraceServiceResponse, DurabilityError> {
-        let logged = self.wal.as_ref().map(|_| request.encode_to_vec());
-        let (response, seq) = self.ingest(request, logged.as_deref())?;
+    pub fn export(&self, request: &[u8]) -> Result<ExportTraceServiceResponse, ExportError> {
+        let (response, seq) = self.ingest(request, self.wal.is_some())?;
         if let (Some(wal), Some(seq)) = (&self.wal, seq) {
             wal.sync(seq).map_err(|e| self.wal_failed(e))?;
         }
@@ -202,28 +206,28 @@ impl Pipeline {
         DurabilityError(e)
     }
 
-    /// Converts and applies a request; when `log` is given (the request's bytes), appends it to
-    /// the write-ahead log first, under the gate that keeps a flush from draining between the
-    /// two. Returns the response and the record's sequence number to sync.
+    /// Converts and applies an encoded request; with `log`, appends it to the write-ahead log
+    /// first, under the gate that keeps a flush from draining between the two. Returns the
+    /// response and the record's sequence number to sync.
     fn ingest(
         &self,
-        request: ExportTraceServiceRequest,
-        log: Option<&[u8]>,
-    ) -> Result<(ExportTraceServiceResponse, Option<u64>), DurabilityError> {
+        request: &[u8],
+        log: bool,
+    ) -> Result<(ExportTraceServiceResponse, Option<u64>), ExportError> {
         let bounds = TimeBounds::new(
             now_ns(),
             &self.config.limits,
             self.config.aggregation.raw_retention_ms(),
         );
-        let converted = convert::convert(request, bounds, &self.config.limits);
+        let converted = convert::convert(request, bounds, &self.config.limits)?;
         let rejected = converted.rejected_count();
         let message = converted.message();
         let mut seq = None;
         let new_versions = if !converted.spans.is_empty() {
             let n = converted.spans.len() as u64;
             let gate = self.wal_gate.read().unwrap_or_else(PoisonError::into_inner);
-            if let (Some(wal), Some(bytes)) = (&self.wal, log) {
-                seq = Some(wal.append(bytes).map_err(|e| self.wal_failed(e))?);
+            if let Some(wal) = self.wal.as_ref().filter(|_| log) {
+                seq = Some(wal.append(request).map_err(|e| self.wal_failed(e))?);
             }
             let new_versions = if self.config.compare.automatic_deploys {
                 self.new_versions(&converted.spans)
@@ -275,11 +279,10 @@ impl Pipeline {
         };
         let wal_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log: {e}"));
         let mut replayed = 0;
-        wal.recover(|payload| match ExportTraceServiceRequest::decode(payload) {
-            // Without a log to append to, ingesting cannot fail.
-            Ok(request) => replayed += u64::from(self.ingest(request, None).is_ok()),
+        wal.recover(|payload| match self.ingest(payload, false) {
+            Ok(_) => replayed += 1,
             Err(e) => {
-                tracing::warn!(error = %e, "write-ahead log: an undecodable record is skipped");
+                tracing::warn!(error = %e, "write-ahead log: an unreadable record is skipped");
             }
         })
         .map_err(wal_error)?;

@@ -60,3 +60,47 @@ impl<U: Message + Default> Decoder for StrictProstDecoder<U> {
             .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))
     }
 }
+
+/// Encodes responses like tonic's `ProstCodec` and hands over each request's bytes undecoded
+/// (without a copy), for a server that reads the message in place.
+#[derive(Debug, Clone)]
+pub struct RawRequestCodec<T> {
+    _response: PhantomData<T>,
+}
+
+impl<T> Default for RawRequestCodec<T> {
+    fn default() -> Self {
+        Self {
+            _response: PhantomData,
+        }
+    }
+}
+
+impl<T: Message + Send + 'static> Codec for RawRequestCodec<T> {
+    type Encode = T;
+    type Decode = bytes::Bytes;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<T, ()>::raw_encoder(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawDecoder
+    }
+}
+
+/// Takes one message's bytes as they are.
+#[derive(Debug, Clone, Copy)]
+pub struct RawDecoder;
+
+impl Decoder for RawDecoder {
+    type Item = bytes::Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<bytes::Bytes>, Status> {
+        use bytes::Buf as _;
+        Ok(Some(buf.copy_to_bytes(buf.remaining())))
+    }
+}

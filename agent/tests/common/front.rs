@@ -100,7 +100,8 @@ impl TraceService for Front {
         let Some(pipeline) = self.pipeline.clone() else {
             return Ok(Response::new(ExportTraceServiceResponse::default()));
         };
-        let response = tokio::task::spawn_blocking(move || pipeline.export(request))
+        let bytes = prost::Message::encode_to_vec(&request);
+        let response = tokio::task::spawn_blocking(move || pipeline.export(&bytes))
             .await
             .unwrap()
             .unwrap();

@@ -454,7 +454,7 @@ mod tests {
             end_ns: end_ms * 1_000_000,
             error: false,
             transaction: parent.is_none().then(|| name.to_owned()),
-            attributes: serde_json::Map::new(),
+            attributes: crate::model::Attributes::default(),
             reported_self_ns: None,
             unsent_children: Vec::new(),
         }

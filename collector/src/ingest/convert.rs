@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use headlight_proto::otlp::collector::ExportTraceServiceRequest;
-use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value::Value};
+use headlight_proto::otlp::common::{AnyValue, KeyValue, KeyValueList, any_value::Value};
+use headlight_proto::otlp::resource::Resource;
+use prost::Message as _;
 
 use super::agent;
+use super::wire::{self, WireError};
 use crate::aggregate::agent_drops::DropReport;
 use crate::config::LimitsConfig;
-use crate::model::{self, Span, SpanKind};
+use crate::model::{self, Attributes, Span, SpanKind};
 
 /// Why a span was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,15 +161,6 @@ fn string_attribute(attributes: &[KeyValue], key: &str) -> Option<String> {
     }
 }
 
-fn int_attribute(attributes: &[KeyValue], key: &str) -> Option<i64> {
-    match attribute(attributes, key)? {
-        Value::IntValue(i) => Some(*i),
-        Value::StringValue(s) => s.parse().ok(),
-        Value::DoubleValue(d) if d.is_finite() => Some(*d as i64),
-        _ => None,
-    }
-}
-
 /// Converts an attribute value to JSON, moving its strings (no copies on the ingest path).
 fn json_value(value: Option<AnyValue>, max_len: usize, depth: usize) -> serde_json::Value {
     use serde_json::Value as J;
@@ -221,15 +214,209 @@ fn id<const N: usize>(bytes: &[u8]) -> Option<[u8; N]> {
     (id != [0; N]).then_some(id)
 }
 
+/// A span's fields as read from the request, borrowed from its bytes.
+#[derive(Debug, Default)]
+struct WireSpan<'a> {
+    trace_id: &'a [u8],
+    span_id: &'a [u8],
+    parent_span_id: &'a [u8],
+    name: &'a str,
+    kind: i32,
+    start: u64,
+    end: u64,
+    status_error: bool,
+}
+
+/// One `KeyValue` of a span, borrowed.
+#[derive(Debug, Clone, Copy)]
+struct WireAttribute<'a> {
+    key: &'a str,
+    /// The encoded `AnyValue` (empty when unset).
+    any: &'a [u8],
+    value: Scalar<'a>,
+    /// The whole encoded `KeyValue`.
+    encoded: &'a [u8],
+}
+
+/// An attribute value, borrowed; arrays and maps are [`Scalar::Nested`] (read when stored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Scalar<'a> {
+    None,
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Nested,
+}
+
+impl Scalar<'_> {
+    fn string(self) -> Option<String> {
+        match self {
+            Self::Str(s) => Some(s.to_owned()),
+            Self::Int(i) => Some(i.to_string()),
+            Self::Bool(b) => Some(b.to_string()),
+            Self::Double(d) => Some(d.to_string()),
+            Self::None | Self::Nested => None,
+        }
+    }
+
+    fn int(self) -> Option<i64> {
+        match self {
+            Self::Int(i) => Some(i),
+            Self::Str(s) => s.parse().ok(),
+            Self::Double(d) if d.is_finite() => Some(d as i64),
+            _ => None,
+        }
+    }
+}
+
+/// Reads an `AnyValue`; the last member of the oneof written wins, as in `prost`.
+fn scalar(any: &[u8]) -> Result<Scalar<'_>, WireError> {
+    let mut value = Scalar::None;
+    for field in wire::fields(any) {
+        let (number, v) = field?;
+        value = match number {
+            1 => Scalar::Str(v.str(1)?),
+            2 => Scalar::Bool(v.varint(2)? != 0),
+            3 => Scalar::Int(v.varint(3)? as i64),
+            4 => Scalar::Double(f64::from_bits(v.fixed64(4)?)),
+            5 | 6 => {
+                nested(v.bytes(number)?, number == 6, 1)?;
+                Scalar::Nested
+            }
+            7 => {
+                v.bytes(7)?;
+                Scalar::Nested
+            }
+            8 => {
+                v.varint(8)?;
+                Scalar::None
+            }
+            _ => continue,
+        };
+    }
+    Ok(value)
+}
+
+/// Checks an `ArrayValue` (`keyed` false) or a `KeyValueList` (`keyed` true) as `prost` would
+/// decode it, without building it: strings are UTF-8, types match, nesting stays within
+/// `prost`'s recursion limit.
+fn nested(list: &[u8], keyed: bool, depth: u32) -> Result<(), WireError> {
+    if depth > 100 {
+        return Err(WireError::Depth);
+    }
+    for field in wire::fields(list) {
+        let (1, element) = field? else { continue };
+        let element = element.bytes(1)?;
+        if !keyed {
+            nested_any(element, depth)?;
+            continue;
+        }
+        for field in wire::fields(element) {
+            match field? {
+                (1, key) => {
+                    key.str(1)?;
+                }
+                (2, any) => nested_any(any.bytes(2)?, depth)?,
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks an `AnyValue` inside an array or a list (see [`nested`]).
+fn nested_any(any: &[u8], depth: u32) -> Result<(), WireError> {
+    for field in wire::fields(any) {
+        match field? {
+            (1, v) => {
+                v.str(1)?;
+            }
+            (2 | 3 | 8, v) => {
+                v.varint(2)?;
+            }
+            (4, v) => {
+                v.fixed64(4)?;
+            }
+            (5, v) => nested(v.bytes(5)?, false, depth + 1)?,
+            (6, v) => nested(v.bytes(6)?, true, depth + 1)?,
+            (7, v) => {
+                v.bytes(7)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn wire_attribute(encoded: &[u8]) -> Result<WireAttribute<'_>, WireError> {
+    let mut attribute = WireAttribute {
+        key: "",
+        any: &[],
+        value: Scalar::None,
+        encoded,
+    };
+    for field in wire::fields(encoded) {
+        match field? {
+            (1, v) => attribute.key = v.str(1)?,
+            (2, v) => {
+                attribute.any = v.bytes(2)?;
+                attribute.value = scalar(attribute.any)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(attribute)
+}
+
+fn find<'a>(attributes: &[WireAttribute<'a>], key: &str) -> Scalar<'a> {
+    attributes
+        .iter()
+        .find(|a| a.key == key)
+        .map_or(Scalar::None, |a| a.value)
+}
+
+/// Reads a span's fields, its attributes into `attributes` (cleared first).
+fn wire_span<'a>(
+    encoded: &'a [u8],
+    attributes: &mut Vec<WireAttribute<'a>>,
+) -> Result<WireSpan<'a>, WireError> {
+    attributes.clear();
+    let mut span = WireSpan::default();
+    for field in wire::fields(encoded) {
+        let (number, v) = field?;
+        match number {
+            1 => span.trace_id = v.bytes(1)?,
+            2 => span.span_id = v.bytes(2)?,
+            4 => span.parent_span_id = v.bytes(4)?,
+            5 => span.name = v.str(5)?,
+            6 => span.kind = v.varint(6)? as i32,
+            7 => span.start = v.fixed64(7)?,
+            8 => span.end = v.fixed64(8)?,
+            9 => attributes.push(wire_attribute(v.bytes(9)?)?),
+            15 => {
+                // Status: `code` is field 3; a status without it keeps the earlier one's.
+                for field in wire::fields(v.bytes(15)?) {
+                    if let (3, code) = field? {
+                        span.status_error = code.varint(3)? as i32 == 2;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(span)
+}
+
 /// Checks a span's ids and times; returns the ids of a valid span.
 fn validate(
-    span: &headlight_proto::otlp::trace::Span,
+    span: &WireSpan<'_>,
     bounds: TimeBounds,
 ) -> Result<(model::TraceId, model::SpanId, i64, i64), RejectReason> {
-    let trace_id = id::<16>(&span.trace_id).ok_or(RejectReason::InvalidTraceId)?;
-    let span_id = id::<8>(&span.span_id).ok_or(RejectReason::InvalidSpanId)?;
-    let start_ns = i64::try_from(span.start_time_unix_nano).unwrap_or(i64::MAX);
-    let end_ns = i64::try_from(span.end_time_unix_nano).unwrap_or(i64::MAX);
+    let trace_id = id::<16>(span.trace_id).ok_or(RejectReason::InvalidTraceId)?;
+    let span_id = id::<8>(span.span_id).ok_or(RejectReason::InvalidSpanId)?;
+    let start_ns = i64::try_from(span.start).unwrap_or(i64::MAX);
+    let end_ns = i64::try_from(span.end).unwrap_or(i64::MAX);
     if end_ns < start_ns {
         return Err(RejectReason::EndBeforeStart);
     }
@@ -245,92 +432,185 @@ fn validate(
     Ok((trace_id, span_id, start_ns, end_ns))
 }
 
-/// Converts a request, validating every span against the bounds and limits. Takes the request
-/// by value so names and attributes move into the spans instead of being copied.
-pub fn convert(
-    request: ExportTraceServiceRequest,
-    bounds: TimeBounds,
-    limits: &LimitsConfig,
-) -> Converted {
-    let mut out = Converted::default();
-    for resource_spans in request.resource_spans {
-        let resource: &[KeyValue] = resource_spans
-            .resource
-            .as_ref()
-            .map_or(&[], |r| r.attributes.as_slice());
-        let service =
-            string_attribute(resource, "service.name").unwrap_or_else(|| "unknown_service".into());
-        let environment = string_attribute(resource, "deployment.environment.name")
-            .or_else(|| string_attribute(resource, "deployment.environment"))
-            .filter(|e| !e.is_empty())
-            .unwrap_or_else(|| "default".into());
-        let version = string_attribute(resource, "service.version")
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "unknown".into());
-        out.drop_reports
-            .extend(agent::drop_report(&service, resource));
-        for span in resource_spans.scope_spans.into_iter().flat_map(|s| s.spans) {
-            let (trace_id, span_id, start_ns, end_ns) = match validate(&span, bounds) {
-                Ok(valid) => valid,
-                Err(reason) => {
-                    *out.rejected.entry(reason).or_default() += 1;
-                    out.first_rejected
-                        .get_or_insert_with(|| (truncate(span.name, 80), reason));
-                    continue;
-                }
-            };
-            let parent_span_id = id::<8>(&span.parent_span_id);
-            let kind = SpanKind::from_otlp(span.kind);
-            let status_error = span.status.as_ref().is_some_and(|s| s.code == 2);
-            let http_status = int_attribute(&span.attributes, "http.response.status_code")
-                .or_else(|| int_attribute(&span.attributes, "http.status_code"));
-            let transaction = model::is_transaction(kind, parent_span_id.is_some()).then(|| {
-                let name =
-                    model::transaction_name(&span.name, |k| string_attribute(&span.attributes, k));
-                truncate(name, 512)
-            });
-            let mut attributes = serde_json::Map::new();
-            let mut taken = 0;
-            let mut reported_self_ns = None;
-            let mut unsent_children = Vec::new();
-            for kv in span.attributes {
-                match kv.key.as_str() {
-                    agent::SELF_NS => {
-                        reported_self_ns = agent::self_ns(kv.value, end_ns - start_ns);
-                    }
-                    agent::UNSENT_CHILDREN => {
-                        let unsent = agent::unsent_children(kv.value, bounds.max_duration_ns);
-                        out.unsent_children_ignored += unsent.ignored;
-                        unsent_children = unsent.operations;
-                    }
-                    _ if taken < limits.max_attributes_per_span => {
-                        taken += 1;
-                        attributes.insert(
-                            truncate(kv.key, 256),
-                            json_value(kv.value, limits.max_attribute_value_bytes, 0),
-                        );
-                    }
-                    _ => {}
-                }
-            }
-            out.spans.push(Span {
-                trace_id,
-                span_id,
-                parent_span_id,
-                service: service.clone(),
-                environment: environment.clone(),
-                version: version.clone(),
-                name: truncate(span.name, 512),
-                kind,
-                start_ns,
-                end_ns,
-                error: model::is_error(kind, status_error, http_status),
-                transaction,
-                attributes,
-                reported_self_ns,
-                unsent_children,
-            });
+/// A malformed export request: the whole request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed protobuf: {0}")]
+pub struct Malformed(String);
+
+impl From<WireError> for Malformed {
+    fn from(e: WireError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+impl From<prost::DecodeError> for Malformed {
+    fn from(e: prost::DecodeError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// The resource of one `ResourceSpans`: who sent its spans.
+#[derive(Debug)]
+struct Origin {
+    service: String,
+    environment: String,
+    version: String,
+}
+
+impl Origin {
+    fn read(resource: &[KeyValue]) -> Self {
+        Self {
+            service: string_attribute(resource, "service.name")
+                .unwrap_or_else(|| "unknown_service".into()),
+            environment: string_attribute(resource, "deployment.environment.name")
+                .or_else(|| string_attribute(resource, "deployment.environment"))
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "default".into()),
+            version: string_attribute(resource, "service.version")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
         }
     }
-    out
+}
+
+/// Converts an encoded `ExportTraceServiceRequest`, validating every span against the bounds
+/// and limits. The request is read in place (nothing is decoded into `prost`'s owned types but
+/// each `Resource`); a malformed request is an error and nothing of it is converted.
+pub fn convert(
+    request: &[u8],
+    bounds: TimeBounds,
+    limits: &LimitsConfig,
+) -> Result<Converted, Malformed> {
+    let mut out = Converted::default();
+    let mut attributes = Vec::new();
+    let mut scopes = Vec::new();
+    for field in wire::fields(request) {
+        // `ExportTraceServiceRequest.resource_spans` = 1.
+        let (1, resource_spans) = field? else {
+            continue;
+        };
+        // `ResourceSpans`: resource = 1, scope_spans = 2, in any order.
+        let mut resource = Resource::default();
+        scopes.clear();
+        for field in wire::fields(resource_spans.bytes(1)?) {
+            match field? {
+                (1, v) => resource.merge(v.bytes(1)?)?,
+                (2, v) => scopes.push(v.bytes(2)?),
+                _ => {}
+            }
+        }
+        let origin = Origin::read(&resource.attributes);
+        out.drop_reports
+            .extend(agent::drop_report(&origin.service, &resource.attributes));
+        for scope in &scopes {
+            // `ScopeSpans.spans` = 2.
+            for field in wire::fields(scope) {
+                if let (2, span) = field? {
+                    let span = wire_span(span.bytes(2)?, &mut attributes)?;
+                    convert_span(&span, &attributes, &origin, bounds, limits, &mut out)?;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn convert_span(
+    span: &WireSpan<'_>,
+    attributes: &[WireAttribute<'_>],
+    origin: &Origin,
+    bounds: TimeBounds,
+    limits: &LimitsConfig,
+    out: &mut Converted,
+) -> Result<(), Malformed> {
+    let (trace_id, span_id, start_ns, end_ns) = match validate(span, bounds) {
+        Ok(valid) => valid,
+        Err(reason) => {
+            *out.rejected.entry(reason).or_default() += 1;
+            out.first_rejected
+                .get_or_insert_with(|| (truncate(span.name.to_owned(), 80), reason));
+            return Ok(());
+        }
+    };
+    let parent_span_id = id::<8>(span.parent_span_id);
+    let kind = SpanKind::from_otlp(span.kind);
+    let http_status = find(attributes, "http.response.status_code")
+        .int()
+        .or_else(|| find(attributes, "http.status_code").int());
+    let transaction = model::is_transaction(kind, parent_span_id.is_some()).then(|| {
+        let name = model::transaction_name(span.name, |k| find(attributes, k).string());
+        truncate(name, 512)
+    });
+    let mut reported_self_ns = None;
+    let mut unsent_children = Vec::new();
+    let mut kept: usize = 0;
+    let mut kept_len = 0;
+    for attribute in attributes {
+        match attribute.key {
+            agent::SELF_NS => {
+                reported_self_ns =
+                    agent::self_ns(Some(AnyValue::decode(attribute.any)?), end_ns - start_ns);
+            }
+            agent::UNSENT_CHILDREN => {
+                let unsent = agent::unsent_children(
+                    Some(AnyValue::decode(attribute.any)?),
+                    bounds.max_duration_ns,
+                );
+                out.unsent_children_ignored += unsent.ignored;
+                unsent_children = unsent.operations;
+            }
+            _ if kept < limits.max_attributes_per_span => {
+                kept += 1;
+                kept_len += wire::bytes_field_len(attribute.encoded.len());
+            }
+            _ => {}
+        }
+    }
+    // The kept attributes as a `KeyValueList` (values = 1), in one allocation.
+    let mut encoded = Vec::with_capacity(kept_len);
+    for attribute in attributes
+        .iter()
+        .filter(|a| a.key != agent::SELF_NS && a.key != agent::UNSENT_CHILDREN)
+        .take(kept)
+    {
+        wire::put_bytes(&mut encoded, 1, attribute.encoded);
+    }
+    out.spans.push(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        service: origin.service.clone(),
+        environment: origin.environment.clone(),
+        version: origin.version.clone(),
+        name: truncate(span.name.to_owned(), 512),
+        kind,
+        start_ns,
+        end_ns,
+        error: model::is_error(kind, span.status_error, http_status),
+        transaction,
+        attributes: Attributes::Otlp {
+            encoded,
+            max_value_bytes: limits.max_attribute_value_bytes,
+        },
+        reported_self_ns,
+        unsent_children,
+    });
+    Ok(())
+}
+
+/// The JSON object of an encoded `KeyValueList` ([`Attributes::Otlp`]): keys cut to 256 bytes,
+/// values to `max_len`; a later duplicate key replaces an earlier one. Bytes that do not decode
+/// (never the case for what [`convert`] kept) give an empty object.
+pub fn attributes_json(
+    encoded: &[u8],
+    max_len: usize,
+) -> serde_json::Map<String, serde_json::Value> {
+    KeyValueList::decode(encoded)
+        .map(|list| {
+            list.values
+                .into_iter()
+                .map(|kv| (truncate(kv.key, 256), json_value(kv.value, max_len, 0)))
+                .collect()
+        })
+        .unwrap_or_default()
 }

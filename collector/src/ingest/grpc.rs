@@ -1,51 +1,51 @@
 //! OTLP/gRPC: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
 //!
-//! Requests may be gzip-compressed. Malformed protobuf is `INVALID_ARGUMENT` (the codec), a
+//! Requests may be gzip-compressed. Malformed protobuf is `INVALID_ARGUMENT` (the pipeline), a
 //! request over `limits.max_request_bytes` (before or after decompression) is
 //! `RESOURCE_EXHAUSTED` without `RetryInfo`, so clients do not retry it. [`RefusalLayer`]
 //! counts those refusals, which tonic answers before the handler runs.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use headlight_proto::otlp::collector::trace_service_server::{TraceService, TraceServiceServer};
-use headlight_proto::otlp::collector::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use bytes::Bytes;
+use headlight_proto::codec::RawRequestCodec;
+use headlight_proto::otlp::collector::ExportTraceServiceResponse;
 use http::HeaderValue;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{CompressionEncoding, EnabledCompressionEncodings};
+use tonic::codegen::{Body, BoxFuture, StdError};
 use tonic::{Code, Request, Response, Status};
 
 use super::refusal::Refusal;
 use crate::ingest::admission::RETRY_AFTER;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{ExportError, Pipeline};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+/// The gRPC service name of OTLP traces.
+const SERVICE_NAME: &str = "opentelemetry.proto.collector.trace.v1.TraceService";
 /// The path of `TraceService/Export`.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// The `TraceService` implementation.
+/// The `TraceService` server. Each request's bytes go to the pipeline undecoded, which reads
+/// them in place (`ingest::convert`), so it is written out here rather than generated: the
+/// generated stub would decode into `prost`'s owned types first.
 #[derive(Debug, Clone)]
 pub struct OtlpGrpc {
     pipeline: Arc<Pipeline>,
 }
 
 impl OtlpGrpc {
-    /// Returns the tonic service, accepting gzip and limited to `limits.max_request_bytes`.
-    pub fn service(pipeline: Arc<Pipeline>) -> TraceServiceServer<Self> {
-        let limit = pipeline.config().limits.max_request_bytes;
-        TraceServiceServer::new(Self { pipeline })
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip)
-            .max_decoding_message_size(limit)
+    /// Returns the service, accepting gzip and limited to `limits.max_request_bytes`.
+    pub fn service(pipeline: Arc<Pipeline>) -> Self {
+        Self { pipeline }
     }
-}
 
-#[tonic::async_trait]
-impl TraceService for OtlpGrpc {
     async fn export(
         &self,
-        request: Request<ExportTraceServiceRequest>,
+        request: Request<Bytes>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let permit = self
             .pipeline
@@ -58,12 +58,66 @@ impl TraceService for OtlpGrpc {
         // The slot is held until the spans are applied, even if the client gives up first.
         let response = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            pipeline.export(request)
+            pipeline.export(&request)
         })
         .await
-        .map_err(|e| Status::internal(format!("export task failed: {e}")))?
-        .map_err(|e| self.retry_later(Refusal::LogUnwritable, e.to_string()))?;
-        Ok(Response::new(response))
+        .map_err(|e| Status::internal(format!("export task failed: {e}")))?;
+        match response {
+            Ok(response) => Ok(Response::new(response)),
+            // Counted by [`RefusalLayer`] from the status.
+            Err(ExportError::Malformed(e)) => Err(Status::invalid_argument(e.to_string())),
+            Err(ExportError::Durability(e)) => {
+                Err(self.retry_later(Refusal::LogUnwritable, e.to_string()))
+            }
+        }
+    }
+}
+
+impl tonic::server::NamedService for OtlpGrpc {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<B> tower::Service<http::Request<B>> for OtlpGrpc
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != EXPORT_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
+        }
+        let mut gzip = EnabledCompressionEncodings::default();
+        gzip.enable(CompressionEncoding::Gzip);
+        let limit = self.pipeline.config().limits.max_request_bytes;
+        let method = Export(self.clone());
+        Box::pin(async move {
+            let mut grpc =
+                tonic::server::Grpc::new(RawRequestCodec::<ExportTraceServiceResponse>::default())
+                    .apply_compression_config(gzip, gzip)
+                    .apply_max_message_size_config(Some(limit), None);
+            Ok(grpc.unary(method, request).await)
+        })
+    }
+}
+
+/// `TraceService/Export` as tonic's unary handler.
+struct Export(OtlpGrpc);
+
+impl tonic::server::UnaryService<Bytes> for Export {
+    type Response = ExportTraceServiceResponse;
+    type Future = BoxFuture<Response<Self::Response>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { service.export(request).await })
     }
 }
 

@@ -21,7 +21,7 @@ use prost::Message;
 
 use super::refusal::Refusal;
 use crate::ingest::admission::RETRY_AFTER;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{ExportError, Pipeline};
 
 /// The encoding of a request body, and so of its response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,30 +187,32 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     } else {
         raw
     };
+    // Protobuf is read in place by the pipeline; JSON becomes the same protobuf first.
     let request = match format {
-        Format::Protobuf => ExportTraceServiceRequest::decode(decoded)
-            .map_err(|e| format!("malformed protobuf: {e}")),
-        Format::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&decoded)
-            .map_err(|e| format!("malformed json: {e}")),
-    };
-    let request = match request {
-        Ok(request) => request,
-        Err(message) => {
-            return refuse(&pipeline, Refusal::Malformed, format, message);
-        }
+        Format::Protobuf => decoded,
+        Format::Json => match serde_json::from_slice::<ExportTraceServiceRequest>(&decoded) {
+            Ok(request) => Bytes::from(request.encode_to_vec()),
+            Err(e) => {
+                let message = format!("malformed json: {e}");
+                return refuse(&pipeline, Refusal::Malformed, format, message);
+            }
+        },
     };
     let response = match tokio::task::spawn_blocking({
         let pipeline = Arc::clone(&pipeline);
         // The slot is held until the spans are applied, even if the client gives up first.
         move || {
             let _permit = permit;
-            pipeline.export(request)
+            pipeline.export(&request)
         }
     })
     .await
     {
         Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
+        Ok(Err(ExportError::Malformed(e))) => {
+            return refuse(&pipeline, Refusal::Malformed, format, e.to_string());
+        }
+        Ok(Err(ExportError::Durability(e))) => {
             return refuse(&pipeline, Refusal::LogUnwritable, format, e.to_string());
         }
         Err(e) => {

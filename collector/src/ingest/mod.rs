@@ -8,3 +8,4 @@ pub mod grpc;
 pub mod http;
 pub mod refusal;
 pub mod wal;
+pub mod wire;

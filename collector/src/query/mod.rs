@@ -441,7 +441,7 @@ pub fn trace(store: &dyn Store, trace_id: &TraceId) -> Result<TraceResponse, Api
                 duration_ms: (s.end_ns - s.start_ns) as f64 / 1e6,
                 self_ms: self_ns as f64 / 1e6,
                 error: s.error,
-                attributes: s.attributes,
+                attributes: s.attributes.into_json(),
             }
         })
         .collect();

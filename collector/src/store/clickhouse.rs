@@ -34,7 +34,7 @@ use crate::alert::channels::Secret;
 use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::config::ClickHouseConfig;
 use crate::deploys::{Deploy, DeployQuery};
-use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
+use crate::model::{Attributes, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// The schema this collector writes. Version 1 is the first; a later version adds its
 /// statements to [`MIGRATIONS`] and a database written by a newer collector is refused.
@@ -601,7 +601,7 @@ impl Store for ClickHouseStore {
         )?;
         let mut spans = Rows::default();
         for s in &batch.spans {
-            let attributes = serde_json::to_string(&s.attributes)
+            let attributes = serde_json::to_string(&s.attributes.to_json())
                 .map_err(|e| StoreError::Backend(format!("cannot encode attributes: {e}")))?;
             spans.bytes(&s.trace_id).bytes(&s.span_id);
             match &s.parent_span_id {
@@ -798,7 +798,7 @@ impl Store for ClickHouseStore {
                 continue;
             }
             let attributes = match serde_json::from_str(&r.string(12)?) {
-                Ok(serde_json::Value::Object(map)) => map,
+                Ok(serde_json::Value::Object(map)) => Attributes::Json(map),
                 _ => {
                     return Err(StoreError::Corrupt(format!(
                         "span {} has unreadable attributes",

@@ -16,7 +16,7 @@ use super::{
 use crate::aggregate::histogram::{self, LatencyStats};
 use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
 use crate::deploys::{Deploy, DeployQuery};
-use crate::model::{SeriesId, SeriesKey, Span, SpanKind, TraceId};
+use crate::model::{Attributes, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`, version 4
 /// `claims`; older files are upgraded in place (the tables are created, nothing else changes).
@@ -356,7 +356,7 @@ fn span_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Span, String)> {
             end_ns: r.get(9)?,
             error: r.get(10)?,
             transaction: r.get(11)?,
-            attributes: serde_json::Map::new(),
+            attributes: Attributes::default(),
             reported_self_ns: None,
             unsent_children: Vec::new(),
         },
@@ -450,7 +450,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             for s in &batch.spans {
-                let attributes = serde_json::to_string(&s.attributes)
+                let attributes = serde_json::to_string(&s.attributes.to_json())
                     .map_err(|e| StoreError::Backend(format!("cannot encode attributes: {e}")))?;
                 stmt.execute(params![
                     &s.trace_id[..],
@@ -675,7 +675,7 @@ impl Store for SqliteStore {
             for row in rows {
                 let (mut span, attributes) = row.map_err(backend)?;
                 span.attributes = match serde_json::from_str(&attributes) {
-                    Ok(serde_json::Value::Object(map)) => map,
+                    Ok(serde_json::Value::Object(map)) => Attributes::Json(map),
                     _ => {
                         return Err(StoreError::Corrupt(format!(
                             "span {} has unreadable attributes",

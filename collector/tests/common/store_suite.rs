@@ -101,7 +101,7 @@ fn span(trace: u8, id: u8, parent: Option<u8>, end_ms: i64) -> Span {
         end_ns: end_ms * 1_000_000,
         error: id == 2,
         transaction: parent.is_none().then(|| "GET /a".into()),
-        attributes,
+        attributes: headlight_collector::model::Attributes::Json(attributes),
         reported_self_ns: None,
         unsent_children: Vec::new(),
     }
