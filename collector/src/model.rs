@@ -29,13 +29,18 @@ pub struct SeriesId(pub i64);
 impl SeriesKey {
     /// Returns the series' stable id.
     pub fn id(&self) -> SeriesId {
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for part in [
+        Self::id_of(
             &self.service,
             &self.environment,
             &self.version,
             &self.transaction,
-        ] {
+        )
+    }
+
+    /// The id of the series with these parts, without building its key.
+    pub fn id_of(service: &str, environment: &str, version: &str, transaction: &str) -> SeriesId {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for part in [service, environment, version, transaction] {
             for byte in part.bytes().chain(std::iter::once(0xff)) {
                 hash ^= u64::from(byte);
                 hash = hash.wrapping_mul(0x0000_0100_0000_01b3);

@@ -5,11 +5,11 @@
 //! here (bounded in count and time) until the rest of its trace arrives; then the transaction
 //! is processed with its whole local subtree, so self times and the breakdown are complete.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::TransactionRef;
 use super::self_time::self_time_ns;
+use super::{FastMap, TransactionRef};
 use crate::model::{Span, SpanId, TraceId};
 
 /// Longest parent chain followed; deeper (or cyclic) chains stay unresolved.
@@ -46,35 +46,65 @@ struct Pending {
 pub(crate) struct Assembler {
     wait: Duration,
     max_pending: usize,
-    pending: HashMap<TraceId, Pending>,
+    pending: FastMap<TraceId, Pending>,
     order: VecDeque<(TraceId, Instant)>,
     pending_spans: usize,
     evicted: u64,
-    recent: HashMap<TraceId, (u64, TransactionRef)>,
+    recent: FastMap<TraceId, (u64, TransactionRef)>,
     recent_order: VecDeque<(TraceId, u64)>,
     recent_seq: u64,
 }
 
-/// Self time of each span: the one the agent reported (`headlight.self_ns`), else its duration
-/// less its children among `spans`.
-fn self_times(spans: &[Span]) -> Vec<i64> {
-    let mut children: HashMap<SpanId, Vec<(i64, i64)>> = HashMap::new();
-    for s in spans {
-        if let Some(parent) = s.parent_span_id {
-            children
-                .entry(parent)
-                .or_default()
-                .push((s.start_ns, s.end_ns));
-        }
+/// Spans up to which parents are found by a linear scan rather than a hash map (a trace's
+/// spans in one request are usually a handful).
+const SMALL_TRACE: usize = 16;
+
+/// The index in `spans` of each span's parent, when it is among them (the last span with that
+/// id, if ids repeat).
+fn parent_indices(spans: &[Span]) -> Vec<Option<usize>> {
+    if spans.len() <= SMALL_TRACE {
+        return spans
+            .iter()
+            .map(|s| {
+                let parent = s.parent_span_id?;
+                spans.iter().rposition(|p| p.span_id == parent)
+            })
+            .collect();
     }
+    let index: FastMap<SpanId, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.span_id, i))
+        .collect();
     spans
         .iter()
-        .map(|s| {
+        .map(|s| index.get(s.parent_span_id.as_ref()?).copied())
+        .collect()
+}
+
+/// Self time of each span: the one the agent reported (`headlight.self_ns`), else its duration
+/// less its children among `spans` (`parents` from [`parent_indices`]).
+fn self_times(spans: &[Span], parents: &[Option<usize>]) -> Vec<i64> {
+    // (parent, start, end) of every child, grouped by parent.
+    let mut children: Vec<(usize, i64, i64)> = parents
+        .iter()
+        .zip(spans)
+        .filter_map(|(parent, s)| Some(((*parent)?, s.start_ns, s.end_ns)))
+        .collect();
+    children.sort_unstable_by_key(|c| c.0);
+    let mut rest = &children[..];
+    spans
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let first = rest.partition_point(|c| c.0 < i);
+            let count = rest[first..].partition_point(|c| c.0 == i);
+            let own = &rest[first..first + count];
+            rest = &rest[first + count..];
             if let Some(reported) = s.reported_self_ns {
                 return reported;
             }
-            let kids = children.get(&s.span_id).map(Vec::as_slice).unwrap_or(&[]);
-            self_time_ns(s.start_ns, s.end_ns, kids.iter().copied())
+            self_time_ns(s.start_ns, s.end_ns, own.iter().map(|c| (c.1, c.2)))
         })
         .collect()
 }
@@ -84,11 +114,11 @@ impl Assembler {
         Self {
             wait: Duration::from_millis(wait_ms),
             max_pending,
-            pending: HashMap::new(),
+            pending: FastMap::default(),
             order: VecDeque::new(),
             pending_spans: 0,
             evicted: 0,
-            recent: HashMap::new(),
+            recent: FastMap::default(),
             recent_order: VecDeque::new(),
             recent_seq: 0,
         }
@@ -117,11 +147,7 @@ impl Assembler {
             since = waiting.since;
             spans.extend(waiting.spans);
         }
-        let index: HashMap<SpanId, usize> = spans
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.span_id, i))
-            .collect();
+        let parents = parent_indices(&spans);
         let owners: Vec<Option<usize>> = (0..spans.len())
             .map(|i| {
                 let mut current = i;
@@ -129,26 +155,38 @@ impl Assembler {
                     if spans[current].transaction.is_some() {
                         return Some(current);
                     }
-                    current = *spans[current]
-                        .parent_span_id
-                        .as_ref()
-                        .and_then(|p| index.get(p))?;
+                    current = parents[current]?;
                 }
                 None
             })
             .collect();
-        let self_ns = self_times(&spans);
+        let self_ns = self_times(&spans, &parents);
 
-        let mut groups: HashMap<usize, Assembled> = HashMap::new();
+        // One group per transaction, in the order of the transactions in `spans`.
+        let mut group_of = vec![usize::MAX; spans.len()];
+        let mut sizes = Vec::new();
+        for (i, owner) in owners.iter().enumerate() {
+            if *owner == Some(i) {
+                group_of[i] = sizes.len();
+                sizes.push(0_usize);
+            }
+        }
+        for owner in owners.iter().flatten() {
+            sizes[group_of[*owner]] += 1;
+        }
+        let mut groups: Vec<Assembled> = sizes
+            .iter()
+            .map(|&n| Assembled {
+                transaction_index: 0,
+                spans: Vec::with_capacity(n),
+                self_ns: Vec::with_capacity(n),
+            })
+            .collect();
         let mut unresolved = Vec::new();
         for (i, (span, self_ns)) in spans.into_iter().zip(self_ns).enumerate() {
             match owners[i] {
                 Some(owner) => {
-                    let group = groups.entry(owner).or_insert_with(|| Assembled {
-                        transaction_index: 0,
-                        spans: Vec::new(),
-                        self_ns: Vec::new(),
-                    });
+                    let group = &mut groups[group_of[owner]];
                     if owner == i {
                         group.transaction_index = group.spans.len();
                     }
@@ -172,9 +210,7 @@ impl Assembler {
             }
             self.evict_over_limit();
         }
-        let mut groups: Vec<(usize, Assembled)> = groups.into_iter().collect();
-        groups.sort_unstable_by_key(|(owner, _)| *owner);
-        groups.into_iter().map(|(_, group)| group).collect()
+        groups
     }
 
     fn evict_over_limit(&mut self) {
@@ -209,7 +245,7 @@ impl Assembler {
                 && let Some(p) = self.pending.remove(&trace_id)
             {
                 self.pending_spans -= p.spans.len();
-                let self_ns = self_times(&p.spans);
+                let self_ns = self_times(&p.spans, &parent_indices(&p.spans));
                 out.push(Orphans {
                     trace_id,
                     spans: p.spans,

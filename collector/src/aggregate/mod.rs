@@ -84,17 +84,23 @@ impl OperationTotals {
 
 type OperationKey = (SeriesId, i64, String, SpanKind);
 
+/// A hash map with `foldhash`'s hasher: several times faster than the default SipHash on the
+/// ids the aggregator looks up per span, and seeded at random per process like it, so crafted
+/// ids cannot aim at collisions.
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The in-memory aggregation state of one collector.
 #[derive(Debug)]
 pub struct Aggregator {
     config: AggregationConfig,
     retention: SpanRetentionConfig,
     /// Per service, the transaction names that have their own series (capped).
-    names: HashMap<String, HashSet<String>>,
-    series: HashMap<SeriesId, SeriesState>,
+    names: FastMap<String, HashSet<String>>,
+    series: FastMap<SeriesId, SeriesState>,
     new_series: Vec<SeriesRecord>,
-    windows: HashMap<(SeriesId, i64), HistogramDelta>,
-    operations: HashMap<OperationKey, OperationTotals>,
+    windows: FastMap<(SeriesId, i64), HistogramDelta>,
+    /// Operation totals per (series, window, kind), by operation name.
+    operations: FastMap<(SeriesId, i64, SpanKind), FastMap<String, OperationTotals>>,
     transactions: Vec<TransactionRecord>,
     kept_spans: Vec<Span>,
     assembler: Assembler,
@@ -119,7 +125,7 @@ impl Aggregator {
         retention: SpanRetentionConfig,
         known: &[SeriesRecord],
     ) -> Self {
-        let mut names: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut names: FastMap<String, HashSet<String>> = FastMap::default();
         for record in known {
             if record.key.transaction != OVERFLOW_TRANSACTION {
                 names
@@ -136,8 +142,8 @@ impl Aggregator {
             names,
             series,
             new_series: Vec::new(),
-            windows: HashMap::new(),
-            operations: HashMap::new(),
+            windows: FastMap::default(),
+            operations: FastMap::default(),
             transactions: Vec::new(),
             kept_spans: Vec::new(),
             assembler,
@@ -182,7 +188,7 @@ impl Aggregator {
         self.stats.spans += spans.len() as u64;
         // Traces are processed in the order they first appear in the request, so which names
         // fill a service's cardinality cap is first come, first served.
-        let mut position: HashMap<TraceId, usize> = HashMap::new();
+        let mut position: FastMap<TraceId, usize> = FastMap::default();
         let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
         for span in spans {
             let i = *position.entry(span.trace_id).or_insert_with(|| {
@@ -228,23 +234,31 @@ impl Aggregator {
             self_ns,
         } = group;
         let transaction = &spans[transaction_index];
-        let name = transaction
-            .transaction
-            .clone()
-            .unwrap_or_else(|| transaction.name.clone());
-        let key = self.capped_key(transaction, name);
-        let series = key.id();
+        let name = self.capped_name(transaction);
+        let series = SeriesKey::id_of(
+            &transaction.service,
+            &transaction.environment,
+            &transaction.version,
+            name,
+        );
+        // The key's strings are copied only for a series seen for the first time.
+        let key = || SeriesKey {
+            service: transaction.service.clone(),
+            environment: transaction.environment.clone(),
+            version: transaction.version.clone(),
+            transaction: name.to_owned(),
+        };
         let end_ms = transaction.end_ms();
         let window_ms = self.config.window_ms();
         let window_start_ms = end_ms.div_euclid(window_ms) * window_ms;
         let duration_us = transaction.duration_us();
         let error = transaction.error;
-        self.red.record(series, &key, duration_us, error);
+        self.red.record(series, key, duration_us, error);
         if let std::collections::hash_map::Entry::Vacant(entry) = self.series.entry(series) {
             entry.insert(SeriesState::new());
             self.new_series.push(SeriesRecord {
                 id: series,
-                key,
+                key: key(),
                 first_seen_ms: end_ms,
             });
         }
@@ -298,49 +312,76 @@ impl Aggregator {
     fn add_operations(&mut self, transaction: TransactionRef, spans: &[Span], self_ns: &[i64]) {
         debug_assert_eq!(spans.len(), self_ns.len());
         for (span, self_ns) in spans.iter().zip(self_ns) {
-            let totals = self
-                .operations
-                .entry((
-                    transaction.series,
-                    transaction.window_start_ms,
-                    span.name.clone(),
-                    span.kind,
-                ))
-                .or_default();
-            totals.add(1, span.duration_us(), self_ns.unsigned_abs() / 1000);
+            self.add_operation(
+                transaction,
+                (&span.name, span.kind),
+                1,
+                span.duration_us(),
+                self_ns.unsigned_abs() / 1000,
+            );
             for unsent in &span.unsent_children {
-                self.operations
-                    .entry((
-                        transaction.series,
-                        transaction.window_start_ms,
-                        unsent.name.clone(),
-                        unsent.kind,
-                    ))
-                    .or_default()
-                    .add(unsent.count, unsent.total_ns / 1000, unsent.self_ns / 1000);
+                self.add_operation(
+                    transaction,
+                    (&unsent.name, unsent.kind),
+                    unsent.count,
+                    unsent.total_ns / 1000,
+                    unsent.self_ns / 1000,
+                );
                 self.stats.unsent_children =
                     self.stats.unsent_children.saturating_add(unsent.count);
             }
         }
     }
 
-    fn capped_key(&mut self, transaction: &Span, name: String) -> SeriesKey {
+    /// Adds to one operation's totals; the name is copied only the first time it is seen in
+    /// the window.
+    fn add_operation(
+        &mut self,
+        transaction: TransactionRef,
+        (name, kind): (&str, SpanKind),
+        count: u64,
+        total_us: u64,
+        self_us: u64,
+    ) {
+        let names = self
+            .operations
+            .entry((transaction.series, transaction.window_start_ms, kind))
+            .or_default();
+        match names.get_mut(name) {
+            Some(totals) => totals.add(count, total_us, self_us),
+            None => names
+                .entry(name.to_owned())
+                .or_default()
+                .add(count, total_us, self_us),
+        }
+    }
+
+    /// The transaction's name in its series: its own, or [`OVERFLOW_TRANSACTION`] once its
+    /// service has `max_transactions_per_service` names.
+    fn capped_name<'a>(&mut self, transaction: &'a Span) -> &'a str {
+        let name = transaction
+            .transaction
+            .as_deref()
+            .unwrap_or(&transaction.name);
+        if name == OVERFLOW_TRANSACTION {
+            return OVERFLOW_TRANSACTION;
+        }
         let cap = self.config.max_transactions_per_service as usize;
-        let names = self.names.entry(transaction.service.clone()).or_default();
-        let transaction_name = if names.contains(&name) || name == OVERFLOW_TRANSACTION {
+        if !self.names.contains_key(&transaction.service) {
+            self.names
+                .insert(transaction.service.clone(), HashSet::new());
+        }
+        let Some(names) = self.names.get_mut(&transaction.service) else {
+            return OVERFLOW_TRANSACTION;
+        };
+        if names.contains(name) {
             name
         } else if names.len() < cap {
-            names.insert(name.clone());
+            names.insert(name.to_owned());
             name
         } else {
             self.stats.overflowed_transactions += 1;
-            OVERFLOW_TRANSACTION.to_owned()
-        };
-        SeriesKey {
-            service: transaction.service.clone(),
-            environment: transaction.environment.clone(),
-            version: transaction.version.clone(),
-            transaction: transaction_name,
+            OVERFLOW_TRANSACTION
         }
     }
 
@@ -367,7 +408,15 @@ impl Aggregator {
 
         let mut breakdown = Vec::with_capacity(self.operations.len() * 2);
         let mut rolled_ops: HashMap<OperationKey, OperationTotals> = HashMap::new();
-        for ((series, start, operation, kind), totals) in self.operations.drain() {
+        let operations = self
+            .operations
+            .drain()
+            .flat_map(|((series, start, kind), names)| {
+                names
+                    .into_iter()
+                    .map(move |(operation, totals)| (series, start, operation, kind, totals))
+            });
+        for (series, start, operation, kind, totals) in operations {
             let rollup_start = start.div_euclid(rollup_ms) * rollup_ms;
             let rolled = rolled_ops
                 .entry((series, rollup_start, operation.clone(), kind))

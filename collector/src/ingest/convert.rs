@@ -481,7 +481,12 @@ pub fn convert(
     bounds: TimeBounds,
     limits: &LimitsConfig,
 ) -> Result<Converted, Malformed> {
-    let mut out = Converted::default();
+    // An encoded span usually takes 70 bytes or more: room for that many (within reason) saves
+    // regrowing the vector of spans several times per request.
+    let mut out = Converted {
+        spans: Vec::with_capacity((request.len() / 70).min(16_384)),
+        ..Converted::default()
+    };
     let mut attributes = Vec::new();
     let mut scopes = Vec::new();
     for field in wire::fields(request) {

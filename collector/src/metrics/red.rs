@@ -67,13 +67,19 @@ impl RedTotals {
     }
 
     /// Counts one transaction of series `id` (whose key is `key`).
-    pub fn record(&mut self, id: SeriesId, key: &SeriesKey, duration_us: u64, error: bool) {
+    pub fn record(
+        &mut self,
+        id: SeriesId,
+        key: impl FnOnce() -> SeriesKey,
+        duration_us: u64,
+        error: bool,
+    ) {
         if let Some((_, red)) = self.series.get_mut(&id) {
             red.record(duration_us, error);
         } else if self.series.len() < self.max_series {
             let mut red = SeriesRed::default();
             red.record(duration_us, error);
-            self.series.insert(id, (Arc::new(key.clone()), red));
+            self.series.insert(id, (Arc::new(key()), red));
         } else {
             self.overflow.record(duration_us, error);
         }
@@ -106,9 +112,9 @@ mod tests {
     fn series_beyond_the_cap_go_to_the_overflow() {
         let mut red = RedTotals::new(1);
         let (a, b) = (key("a"), key("b"));
-        red.record(a.id(), &a, 1_000, false);
-        red.record(b.id(), &b, 2_000, true);
-        red.record(a.id(), &a, 30_000, true);
+        red.record(a.id(), || a.clone(), 1_000, false);
+        red.record(b.id(), || b.clone(), 2_000, true);
+        red.record(a.id(), || a.clone(), 30_000, true);
         let snapshot = red.snapshot();
         assert_eq!(snapshot.series.len(), 1);
         let (k, totals) = &snapshot.series[0];
