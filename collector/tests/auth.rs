@@ -169,7 +169,7 @@ async fn a_token_on_a_non_loopback_plaintext_listener_stops_the_start() {
     config.listen.otlp_http = "0.0.0.0:0".parse().unwrap();
     let err = start_with(config.clone()).await.unwrap_err().to_string();
     assert!(err.contains("listen.otlp_http"), "{err}");
-    assert!(err.contains("TLS is not implemented"), "{err}");
+    assert!(err.contains("configure `[tls]`"), "{err}");
     assert!(err.contains("auth.allow_plaintext"), "{err}");
     assert!(
         !err.contains(INGEST_TOKEN) && !err.contains(API_TOKEN),
@@ -506,7 +506,7 @@ fn serve_reads_the_tokens_from_the_environment_and_names_the_plaintext_listener(
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listen.http"), "{stderr}");
-    assert!(stderr.contains("TLS is not implemented"), "{stderr}");
+    assert!(stderr.contains("configure `[tls]`"), "{stderr}");
     assert!(!stderr.contains(API_TOKEN), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(API_TOKEN));
 }
