@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use common::otlp::{now_ns, request, server_span};
 use common::test_config;
@@ -395,27 +394,11 @@ async fn run_agent(
     headers: Option<String>,
 ) -> headlight_agent::AgentStats {
     let endpoint = format!("http://{}", server.otlp_grpc);
-    let mut env = HashMap::from([
-        ("OTEL_SERVICE_NAME", service.to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-    ]);
+    let mut env = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)]);
     if let Some(headers) = headers {
         env.insert("OTEL_EXPORTER_OTLP_HEADERS", headers);
     }
-    let (layer, guard) = headlight_agent::Builder::from_env(&env).build().unwrap();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tokio::task::spawn_blocking(move || {
-        tracing::subscriber::with_default(subscriber, || {
-            for _ in 0..7 {
-                tracing::info_span!("GET /", otel.kind = "server").in_scope(|| {});
-            }
-        });
-        guard.flush(Duration::from_secs(30));
-        guard.shutdown()
-    })
-    .await
-    .unwrap()
+    common::agent::send_seven(service, env, |b| b).await
 }
 
 #[tokio::test]

@@ -30,7 +30,6 @@ use rcgen::{
 };
 use serde_json::Value;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
-use tracing_subscriber::prelude::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_headlight");
 const INGEST_TOKEN: &str = "ingest-Tok3n-tls-51a0";
@@ -204,69 +203,36 @@ async fn count(server: &Server, client: &Https, service: &str) -> u64 {
     body["summary"]["count"].as_u64().unwrap()
 }
 
-/// Sends 7 transactions of `service` with the headlight agent, configured from the `OTEL_*`
-/// variables of `vars` and then `builder`; returns its final statistics. Failed exports are
-/// retried for 1 s at most.
+/// Sends 7 transactions of `service` with the headlight agent configured from `vars` and
+/// `builder`; failed exports are retried for 1 s at most.
 async fn run_agent(
     service: &'static str,
     vars: HashMap<&'static str, String>,
     builder: impl FnOnce(headlight_agent::Builder) -> headlight_agent::Builder,
 ) -> headlight_agent::AgentStats {
-    let mut vars = vars;
-    vars.insert("OTEL_SERVICE_NAME", service.to_owned());
-    vars.insert("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned());
-    let builder = builder(headlight_agent::Builder::from_env(&vars))
-        .export(|e| e.max_retry_elapsed = Duration::from_secs(1));
-    let (layer, guard) = builder.build().unwrap();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tokio::task::spawn_blocking(move || {
-        tracing::subscriber::with_default(subscriber, || {
-            for _ in 0..7 {
-                tracing::info_span!("GET /", otel.kind = "server").in_scope(|| {});
-            }
-        });
-        guard.flush(Duration::from_secs(30));
-        guard.shutdown()
+    common::agent::send_seven(service, vars, |b| {
+        builder(b).export(|e| e.max_retry_elapsed = Duration::from_secs(1))
     })
     .await
-    .unwrap()
 }
 
 fn path(p: &Path) -> String {
     p.to_str().unwrap().to_owned()
 }
 
-/// Asserts the agent delivered all 7 transactions and the API counts them.
-async fn assert_delivered(
+/// Asserts the agent delivered all 7 transactions (`delivered`) or none, every one counted
+/// as dropped, and the API counts as many.
+async fn assert_outcome(
     server: &Server,
     api: &Https,
-    service: &str,
-    stats: &headlight_agent::AgentStats,
+    (service, stats): (&str, headlight_agent::AgentStats),
+    delivered: bool,
 ) {
-    assert_eq!(stats.transactions_sent, 7, "{service}: {stats:?}");
-    assert_eq!(
-        stats.transactions_dropped.total(),
-        0,
-        "{service}: {stats:?}"
-    );
-    assert_eq!(count(server, api, service).await, 7, "{service}");
-}
-
-/// Asserts the agent delivered nothing (every transaction counted as dropped) and the API
-/// counts nothing.
-async fn assert_refused(
-    server: &Server,
-    api: &Https,
-    service: &str,
-    stats: &headlight_agent::AgentStats,
-) {
-    assert_eq!(stats.transactions_sent, 0, "{service}: {stats:?}");
-    assert_eq!(
-        stats.transactions_dropped.total(),
-        7,
-        "{service}: {stats:?}"
-    );
-    assert_eq!(count(server, api, service).await, 0, "{service}");
+    let (sent, dropped) = if delivered { (7, 0) } else { (0, 7) };
+    assert_eq!(stats.transactions_sent, sent, "{service}: {stats:?}");
+    let total = stats.transactions_dropped.total();
+    assert_eq!(total, dropped, "{service}: {stats:?}");
+    assert_eq!(count(server, api, service).await, sent, "{service}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -284,18 +250,18 @@ async fn the_agent_speaks_tls_and_plaintext_or_untrusting_clients_fail() {
         ("OTEL_EXPORTER_OTLP_CERTIFICATE", path(&pki.other_ca)),
     ]);
     let stats = run_agent("agent-tls", vars, |b| b).await;
-    assert_delivered(&server, &api, "agent-tls", &stats).await;
+    assert_outcome(&server, &api, ("agent-tls", stats), true).await;
 
     // An agent trusting another CA refuses the collector's certificate.
     let vars = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())]);
     let stats = run_agent("agent-untrusting", vars, |b| b.ca_file(&pki.other_ca)).await;
-    assert_refused(&server, &api, "agent-untrusting", &stats).await;
+    assert_outcome(&server, &api, ("agent-untrusting", stats), false).await;
 
     // A plaintext agent gets no answer from the TLS listener.
     let plain = format!("http://{}", server.otlp_grpc);
     let vars = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", plain)]);
     let stats = run_agent("agent-plaintext", vars, |b| b).await;
-    assert_refused(&server, &api, "agent-plaintext", &stats).await;
+    assert_outcome(&server, &api, ("agent-plaintext", stats), false).await;
 
     // Plaintext HTTP to the OTLP/HTTP and API listeners fails; an untrusting HTTPS client too.
     let plain = reqwest::Client::new();
@@ -334,17 +300,17 @@ async fn mutual_tls_lets_only_clients_with_a_certificate_of_the_ca_in() {
         ("OTEL_EXPORTER_OTLP_CLIENT_KEY", path(&pki.client_key)),
     ]);
     let stats = run_agent("agent-mtls", vars, |b| b).await;
-    assert_delivered(&server, &api, "agent-mtls", &stats).await;
+    assert_outcome(&server, &api, ("agent-mtls", stats), true).await;
 
     let vars = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone())]);
     let stats = run_agent("agent-no-cert", vars.clone(), |b| b.ca_file(&pki.ca)).await;
-    assert_refused(&server, &api, "agent-no-cert", &stats).await;
+    assert_outcome(&server, &api, ("agent-no-cert", stats), false).await;
     let stats = run_agent("agent-stranger", vars, |b| {
         b.ca_file(&pki.ca)
             .client_identity(&pki.other_client_cert, &pki.other_client_key)
     })
     .await;
-    assert_refused(&server, &api, "agent-stranger", &stats).await;
+    assert_outcome(&server, &api, ("agent-stranger", stats), false).await;
 
     // On the HTTP listeners, no certificate and the other CA's are refused in the handshake.
     let body = headlight_proto::otlp::collector::ExportTraceServiceRequest::default();
@@ -532,7 +498,16 @@ async fn the_cli_and_the_ui_use_https_with_a_token() {
     assert!(cookie.starts_with("headlight_session="), "{cookie}");
     assert!(cookie.contains("; Secure"), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
+    // The client keeps its TLS connections open; a graceful stop still ends at once (well
+    // within the 10 s grace period for in-flight requests).
+    let stopping = std::time::Instant::now();
     server.shutdown().await.unwrap();
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        stopping.elapsed()
+    );
+    drop(api);
 
     // Without TLS the cookie is not Secure (a browser would not send it back over http).
     let dir = tempfile::tempdir().unwrap();
