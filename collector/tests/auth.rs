@@ -430,18 +430,7 @@ async fn the_client_commands_send_headlight_api_token() {
     let deploy = move |token: Option<&'static str>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            let mut command = Command::new(BIN);
-            command
-                .args([
-                    "deploy",
-                    "--service",
-                    "shop",
-                    "--version",
-                    "2",
-                    "--url",
-                    &url,
-                ])
-                .env_remove("HEADLIGHT_API_TOKEN");
+            let mut command = common::process::deploy_shop(&url);
             if let Some(token) = token {
                 command.env("HEADLIGHT_API_TOKEN", token);
             }

@@ -448,19 +448,8 @@ async fn the_cli_and_the_ui_use_https_with_a_token() {
     let deploy = |ca: Option<PathBuf>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            let mut command = Command::new(BIN);
-            command
-                .args([
-                    "deploy",
-                    "--service",
-                    "shop",
-                    "--version",
-                    "2",
-                    "--url",
-                    &url,
-                ])
-                .env("HEADLIGHT_API_TOKEN", API_TOKEN)
-                .env_remove("HEADLIGHT_CA_FILE");
+            let mut command = common::process::deploy_shop(&url);
+            command.env("HEADLIGHT_API_TOKEN", API_TOKEN);
             if let Some(ca) = ca {
                 command.env("HEADLIGHT_CA_FILE", ca);
             }
