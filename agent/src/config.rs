@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Where the agent reads environment variables from; tests pass a map instead of calling
@@ -242,6 +243,8 @@ pub struct ExportConfig {
     pub endpoint: String,
     /// Extra request headers (`OTEL_EXPORTER_OTLP_HEADERS`).
     pub headers: Headers,
+    /// TLS settings of an `https://` endpoint (ignored for `http://`).
+    pub tls: TlsFiles,
     /// Spans waiting for export at most; beyond, new transactions are dropped and counted.
     /// Default 2048 (`OTEL_BSP_MAX_QUEUE_SIZE`).
     pub max_queue_spans: usize,
@@ -264,6 +267,7 @@ impl Default for ExportConfig {
         Self {
             endpoint: "http://localhost:4317".to_owned(),
             headers: Headers::default(),
+            tls: TlsFiles::default(),
             max_queue_spans: 2048,
             max_batch_spans: 512,
             batch_timeout: Duration::from_secs(1),
@@ -273,6 +277,20 @@ impl Default for ExportConfig {
             shutdown_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// The PEM files of an `https://` endpoint's TLS, read when the agent starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA certificates the collector's certificate must chain to
+    /// (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, then `OTEL_EXPORTER_OTLP_CERTIFICATE`); default
+    /// unset: the system's root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate for mutual TLS (`OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`);
+    /// needs `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// The client certificate's private key (`OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY`).
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// Everything the agent needs, resolved from the builder and the environment.

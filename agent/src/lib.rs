@@ -48,7 +48,7 @@ use std::time::{Duration, Instant};
 
 pub use config::{
     AgentConfig, ConfigError, Env, ExportConfig, Headers, ParentRoot, ProcessEnv, Sampler,
-    TailConfig,
+    TailConfig, TlsFiles,
 };
 pub use http::{HttpLayer, HttpService, ResponseFuture};
 pub use layer::HeadlightLayer;
@@ -71,6 +71,16 @@ pub enum InitError {
     /// A header name or value cannot be sent over gRPC.
     #[error("invalid OTLP header {0:?}")]
     Header(String),
+    /// A TLS file of an `https://` endpoint is missing, unreadable or not PEM.
+    #[error("invalid {setting} file {}: {reason}", path.display())]
+    Tls {
+        /// The setting: its variable and builder method.
+        setting: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The export thread or its runtime could not start.
     #[error("cannot start the export thread: {0}")]
     Thread(#[source] std::io::Error),
@@ -108,6 +118,8 @@ impl Builder {
     /// Starts from the variables of `env`: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`
     /// (`service.name`, `service.version`, `deployment.environment[.name]`, anything else),
     /// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`, `OTEL_EXPORTER_OTLP_[TRACES_]HEADERS`,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY`,
     /// `OTEL_EXPORTER_OTLP_TIMEOUT`, `OTEL_EXPORTER_OTLP_COMPRESSION`,
     /// `OTEL_TRACES_SAMPLER[_ARG]`, `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
     /// `OTEL_BSP_SCHEDULE_DELAY`. Invalid values surface as an error from `build`/`init`.
@@ -182,10 +194,35 @@ impl Builder {
         self
     }
 
-    /// Sets the collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`.
+    /// Sets the collector's OTLP/gRPC endpoint, e.g. `http://127.0.0.1:4317`; an `https://`
+    /// endpoint is spoken to over TLS (see [`Builder::ca_file`], [`Builder::client_identity`]).
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         if let Ok(export) = &mut self.export {
             export.endpoint = endpoint.into();
+        }
+        self
+    }
+
+    /// Trusts only the CA certificates of this PEM file for an `https://` endpoint (default:
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`, else the system's roots).
+    pub fn ca_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        if let Ok(export) = &mut self.export {
+            export.tls.ca_file = Some(path.into());
+        }
+        self
+    }
+
+    /// Presents this client certificate and key (PEM files) to an `https://` endpoint that
+    /// requires mutual TLS (default: `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE` and
+    /// `OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY`).
+    pub fn client_identity(
+        mut self,
+        cert_file: impl Into<std::path::PathBuf>,
+        key_file: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        if let Ok(export) = &mut self.export {
+            export.tls.client_cert_file = Some(cert_file.into());
+            export.tls.client_key_file = Some(key_file.into());
         }
         self
     }
@@ -221,6 +258,14 @@ impl Builder {
     pub fn config(&self) -> Result<AgentConfig, ConfigError> {
         let export = self.export.clone()?;
         let sampler = self.sampler.clone()?;
+        if export.tls.client_cert_file.is_some() != export.tls.client_key_file.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                message: "a client certificate and its key (OTEL_EXPORTER_OTLP_CLIENT_KEY) go \
+                          together: set both or neither"
+                    .to_owned(),
+            });
+        }
         if export.max_queue_spans == 0 || export.max_batch_spans == 0 {
             return Err(ConfigError::Invalid {
                 key: "max_queue_spans",
@@ -339,6 +384,16 @@ fn export_from_env(env: &dyn Env) -> Result<ExportConfig, ConfigError> {
     {
         export.headers = Headers::parse(&headers)?;
     }
+    let path = |name: &str| {
+        env.var(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+            .or_else(|| env.var(&format!("OTEL_EXPORTER_OTLP_{name}")))
+            .map(|p| std::path::PathBuf::from(p.trim()))
+    };
+    export.tls = config::TlsFiles {
+        ca_file: path("CERTIFICATE"),
+        client_cert_file: path("CLIENT_CERTIFICATE"),
+        client_key_file: path("CLIENT_KEY"),
+    };
     if let Some(timeout) = config::parse_ms(env, "OTEL_EXPORTER_OTLP_TIMEOUT")? {
         export.timeout = timeout;
     }

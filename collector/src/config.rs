@@ -66,6 +66,26 @@ pub struct Config {
     pub durability: DurabilityConfig,
     /// Optional bearer tokens for ingest, the API and the UI.
     pub auth: AuthConfig,
+    /// TLS on all three listeners (`[tls]`); absent (the default): plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS for the three listeners (`[tls]`): OTLP/gRPC, OTLP/HTTP and the API/UI all serve the same
+/// certificate. The files are PEM and read once at start-up; the collector refuses to start
+/// with a message naming the key and the file if one is missing, unreadable or invalid, or if
+/// the key does not belong to the certificate.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM, leaf first), e.g. `/etc/headlight/tls.crt`.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to. When set, every listener
+    /// requires a client certificate signed by one of them (mutual TLS); default unset: no
+    /// client certificate is asked for.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// What survives a crash (`[durability]`).
@@ -99,6 +119,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             durability: DurabilityConfig::default(),
             auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }
@@ -116,8 +137,8 @@ pub struct AuthConfig {
     /// The variable holding the token of the API, `/metrics` and the UI login; default
     /// `HEADLIGHT_API_TOKEN`.
     pub api_token_env: String,
-    /// Lets a token protect a non-loopback listener although it travels in plaintext (TLS is
-    /// not implemented); default false: the collector refuses to start instead.
+    /// Lets a token protect a non-loopback listener although it travels in plaintext (no
+    /// `[tls]`); default false: the collector refuses to start instead.
     pub allow_plaintext: bool,
 }
 
@@ -720,6 +741,20 @@ mod tests {
         assert!(err.to_string().contains("token"), "{err}");
         let err = Config::from_toml("[auth]\napi_token_env = 'a b'\n").unwrap_err();
         assert!(err.to_string().contains("auth.api_token_env"), "{err}");
+    }
+
+    #[test]
+    fn tls_is_off_by_default_and_its_keys_are_checked() {
+        assert_eq!(Config::from_toml("").unwrap().tls, None);
+        let config = Config::from_toml("[tls]\ncert_file = 'a.crt'\nkey_file = 'a.key'\n").unwrap();
+        let tls = config.tls.unwrap();
+        assert_eq!(tls.cert_file, PathBuf::from("a.crt"));
+        assert_eq!(tls.client_ca_file, None);
+        let err = Config::from_toml("[tls]\ncert_file = 'a.crt'\n").unwrap_err();
+        assert!(err.to_string().contains("key_file"), "{err}");
+        let err =
+            Config::from_toml("[tls]\ncert_file = 'a'\nkey_file = 'b'\nca = 'c'\n").unwrap_err();
+        assert!(err.to_string().contains("ca"), "{err}");
     }
 
     #[test]

@@ -38,3 +38,4 @@ pub(crate) mod random;
 pub mod render;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -15,6 +15,7 @@ use crate::http::{AppState, app};
 use crate::ingest;
 use crate::pipeline::Pipeline;
 use crate::store::{ClickHouseStore, Credentials, RetentionAges, SqliteStore, Store, StoreError};
+use crate::tls::{ServerTls, TlsListener};
 
 /// How long [`Server::shutdown`] waits for in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -47,6 +48,9 @@ pub enum StartError {
     /// The `[auth]` settings were refused (a token on a non-loopback plaintext listener…).
     #[error("invalid auth settings: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// The `[tls]` files were refused (missing, not PEM, a key that does not match…).
+    #[error("invalid tls settings: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running collector. Dropping it without [`Server::shutdown`] stops the listeners but skips
@@ -68,6 +72,44 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Start
     TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// Serves `router` on `listener` until `stop`, letting in-flight requests finish.
+fn serve_http<L>(
+    listener: L,
+    router: axum::Router,
+    stop: watch::Receiver<bool>,
+    what: &'static str,
+) -> JoinHandle<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router)
+            .with_graceful_shutdown(stopped(stop))
+            .await
+        {
+            tracing::error!(error = %e, listener = what, "http server failed");
+        }
+    })
+}
+
+/// Serves `router` on `listener` (bound to `addr`, listener `what`), over TLS when `tls` is set.
+fn serve_http_maybe_tls(
+    (listener, addr, what): (TcpListener, SocketAddr, &'static str),
+    tls: Option<&ServerTls>,
+    router: axum::Router,
+    stop: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, StartError> {
+    Ok(match tls {
+        None => serve_http(listener, router, stop, what),
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.http(), what)
+                .map_err(|source| StartError::Bind { what, addr, source })?;
+            serve_http(listener, router, stop, what)
+        }
+    })
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -108,7 +150,8 @@ impl Server {
             .collect::<Result<_, _>>()
             .map_err(StartError::Channel)?;
         let rules = config.alerts.rules().map_err(StartError::Channel)?;
-        let auth = Auth::from_env(&config.auth, &config.listen, env)?;
+        let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
+        let auth = Auth::from_env(&config.auth, &config.listen, tls.is_some(), env)?;
         let holder: Arc<str> = Arc::from(holder_id());
         let config = Arc::new(config);
         let pipeline = {
@@ -136,7 +179,13 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let grpc = tonic::transport::Server::builder()
+        let mut grpc = tonic::transport::Server::builder();
+        if let Some(tls) = &tls {
+            grpc = grpc
+                .tls_config(tls.grpc())
+                .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
+        }
+        let grpc = grpc
             .layer(crate::auth::grpc::layer(
                 auth.ingest.clone(),
                 Arc::clone(&auth.refused),
@@ -160,15 +209,12 @@ impl Server {
             auth.ingest.clone(),
             Arc::clone(&auth.refused),
         );
-        let otlp_stop = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(otlp_http_listener, otlp_router)
-                .with_graceful_shutdown(otlp_stop)
-                .await
-            {
-                tracing::error!(error = %e, "otlp http server failed");
-            }
-        }));
+        tasks.push(serve_http_maybe_tls(
+            (otlp_http_listener, otlp_http, "otlp_http"),
+            tls.as_ref(),
+            otlp_router,
+            stop_rx.clone(),
+        )?);
         let api = crate::auth::http::require_api_token(
             app(AppState {
                 pipeline: Arc::clone(&pipeline),
@@ -177,15 +223,12 @@ impl Server {
             auth.api.clone(),
             Arc::clone(&auth.refused),
         );
-        let api_stop = stopped(stop_rx.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, api)
-                .with_graceful_shutdown(api_stop)
-                .await
-            {
-                tracing::error!(error = %e, "http api server failed");
-            }
-        }));
+        tasks.push(serve_http_maybe_tls(
+            (http_listener, http, "http"),
+            tls.as_ref(),
+            api,
+            stop_rx.clone(),
+        )?);
         let p = Arc::clone(&pipeline);
         let flush_every = Duration::from_millis(config.aggregation.flush_interval_ms);
         tasks.push(tokio::spawn(periodically(
@@ -253,7 +296,7 @@ impl Server {
             },
             |report| tracing::debug!(?report, "retention pass"),
         )));
-        tracing::info!(%otlp_grpc, %otlp_http, %http, ingest_token = auth.ingest.is_some(), api_token = auth.api.is_some(), data_dir = %config.data_dir.display(), "headlight collector listening");
+        tracing::info!(%otlp_grpc, %otlp_http, %http, ingest_token = auth.ingest.is_some(), api_token = auth.api.is_some(), tls = tls.is_some(), mutual_tls = tls.as_ref().is_some_and(ServerTls::mutual), data_dir = %config.data_dir.display(), "headlight collector listening");
         Ok(Self {
             otlp_grpc,
             otlp_http,

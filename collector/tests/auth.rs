@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
 
 use common::otlp::{now_ns, request, server_span};
 use common::test_config;
@@ -169,7 +168,7 @@ async fn a_token_on_a_non_loopback_plaintext_listener_stops_the_start() {
     config.listen.otlp_http = "0.0.0.0:0".parse().unwrap();
     let err = start_with(config.clone()).await.unwrap_err().to_string();
     assert!(err.contains("listen.otlp_http"), "{err}");
-    assert!(err.contains("TLS is not implemented"), "{err}");
+    assert!(err.contains("configure `[tls]`"), "{err}");
     assert!(err.contains("auth.allow_plaintext"), "{err}");
     assert!(
         !err.contains(INGEST_TOKEN) && !err.contains(API_TOKEN),
@@ -395,27 +394,11 @@ async fn run_agent(
     headers: Option<String>,
 ) -> headlight_agent::AgentStats {
     let endpoint = format!("http://{}", server.otlp_grpc);
-    let mut env = HashMap::from([
-        ("OTEL_SERVICE_NAME", service.to_owned()),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-        ("OTEL_BSP_SCHEDULE_DELAY", "50".to_owned()),
-    ]);
+    let mut env = HashMap::from([("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)]);
     if let Some(headers) = headers {
         env.insert("OTEL_EXPORTER_OTLP_HEADERS", headers);
     }
-    let (layer, guard) = headlight_agent::Builder::from_env(&env).build().unwrap();
-    let subscriber = tracing_subscriber::registry().with(layer);
-    tokio::task::spawn_blocking(move || {
-        tracing::subscriber::with_default(subscriber, || {
-            for _ in 0..7 {
-                tracing::info_span!("GET /", otel.kind = "server").in_scope(|| {});
-            }
-        });
-        guard.flush(Duration::from_secs(30));
-        guard.shutdown()
-    })
-    .await
-    .unwrap()
+    common::agent::send_seven(service, env, |b| b).await
 }
 
 #[tokio::test]
@@ -447,18 +430,7 @@ async fn the_client_commands_send_headlight_api_token() {
     let deploy = move |token: Option<&'static str>| {
         let url = url.clone();
         tokio::task::spawn_blocking(move || {
-            let mut command = Command::new(BIN);
-            command
-                .args([
-                    "deploy",
-                    "--service",
-                    "shop",
-                    "--version",
-                    "2",
-                    "--url",
-                    &url,
-                ])
-                .env_remove("HEADLIGHT_API_TOKEN");
+            let mut command = common::process::deploy_shop(&url);
             if let Some(token) = token {
                 command.env("HEADLIGHT_API_TOKEN", token);
             }
@@ -506,7 +478,7 @@ fn serve_reads_the_tokens_from_the_environment_and_names_the_plaintext_listener(
     assert!(!out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listen.http"), "{stderr}");
-    assert!(stderr.contains("TLS is not implemented"), "{stderr}");
+    assert!(stderr.contains("configure `[tls]`"), "{stderr}");
     assert!(!stderr.contains(API_TOKEN), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains(API_TOKEN));
 }

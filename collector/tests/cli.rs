@@ -81,13 +81,13 @@ fn the_client_commands_document_their_flags_and_refuse_bad_ones() {
             "--version",
             "1",
             "--url",
-            "https://example.invalid",
+            "ftp://example.invalid",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("only http://"),
+        String::from_utf8_lossy(&out.stderr).contains("not an http:// or https:// URL"),
         "{out:?}"
     );
     // A collector that is down is an error, not a verdict.

@@ -6,6 +6,7 @@ mod encode;
 mod gzip;
 mod otlp;
 pub(crate) mod tail;
+mod tls;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -58,10 +59,15 @@ pub(crate) fn spawn(
     ),
     InitError,
 > {
-    let endpoint = Endpoint::from_shared(config.endpoint.clone())
+    let mut endpoint = Endpoint::from_shared(config.endpoint.clone())
         .map_err(|e| InitError::Endpoint(format!("{}: {e}", config.endpoint)))?
         .connect_timeout(config.timeout.min(Duration::from_secs(5)))
         .tcp_nodelay(true);
+    if endpoint.uri().scheme_str() == Some("https") {
+        endpoint = endpoint
+            .tls_config(tls::client_config(&config.tls)?)
+            .map_err(|e| InitError::Endpoint(format!("{}: {e}", config.endpoint)))?;
+    }
     let mut headers = MetadataMap::new();
     for (key, value) in &config.headers.0 {
         let key =

@@ -239,8 +239,9 @@ async fn login(State((auth, refused)): State<ApiState>, body: Body) -> Response 
         }
     };
     let cookie = format!(
-        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        super::sessions::SESSION_TTL.as_secs()
+        "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}{}",
+        super::sessions::SESSION_TTL.as_secs(),
+        if auth.secure_cookie { "; Secure" } else { "" }
     );
     let mut response = Redirect::to("/").into_response();
     match header::HeaderValue::from_str(&cookie) {

@@ -28,8 +28,8 @@ pub enum AuthError {
     /// A token protects a listener that is neither loopback nor TLS.
     #[error(
         "listener `listen.{listener}` ({addr}) is not loopback and a token protects it: the token \
-         would travel in plaintext (TLS is not implemented); bind it to loopback behind a TLS \
-         proxy, or set `auth.allow_plaintext = true`"
+         would travel in plaintext; configure `[tls]` (cert_file, key_file), bind it to loopback \
+         behind a TLS proxy, or set `auth.allow_plaintext = true`"
     )]
     Plaintext {
         /// The listener's config key under `listen`.
@@ -98,14 +98,18 @@ pub struct ApiAuth {
     pub token: Token,
     /// The UI sessions.
     pub sessions: Sessions,
+    /// Marks the session cookie `Secure` (the API/UI listener speaks TLS).
+    pub secure_cookie: bool,
 }
 
 impl Auth {
     /// Reads the tokens through `env` from the variables `config` names, and refuses a token on
-    /// a non-loopback listener unless `config.allow_plaintext`.
+    /// a non-loopback listener unless the listeners speak TLS (`tls`) or
+    /// `config.allow_plaintext`.
     pub fn from_env(
         config: &AuthConfig,
         listen: &ListenConfig,
+        tls: bool,
         env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Self, AuthError> {
         let read = |var: &str| -> Result<Option<Token>, AuthError> {
@@ -119,7 +123,8 @@ impl Auth {
         };
         let ingest = read(&config.ingest_token_env)?;
         let api = read(&config.api_token_env)?;
-        if !config.allow_plaintext {
+        // `[tls]` covers all three listeners, so with it no token travels in plaintext.
+        if !config.allow_plaintext && !tls {
             let mut protected = Vec::new();
             if ingest.is_some() {
                 protected.push(("otlp_grpc", listen.otlp_grpc));
@@ -142,6 +147,7 @@ impl Auth {
                 Arc::new(ApiAuth {
                     token,
                     sessions: Sessions::default(),
+                    secure_cookie: tls,
                 })
             }),
         })

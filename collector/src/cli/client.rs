@@ -4,6 +4,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use http::{HeaderValue, Method, header};
+use http_body_util::{BodyExt as _, Full, Limited};
 use serde::de::DeserializeOwned;
 
 use super::{ClientArgs, Command, CompareArgs, DeployArgs, GateArgs};
@@ -11,6 +14,7 @@ use crate::compare::engine::Verdict;
 use crate::compare::report::{Report, Status};
 use crate::deploys::{Deploy, NewDeploy};
 use crate::http::params::{parse_duration_s, parse_time};
+use crate::tls::ClientFiles;
 
 /// Exit status of `compare` and `gate` on a regression.
 pub const EXIT_REGRESSION: u8 = 3;
@@ -20,53 +24,130 @@ pub const EXIT_INSUFFICIENT_DATA: u8 = 4;
 
 /// Per-request timeout of the client commands.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest answer read from the collector, bytes (a chart or a comparison report).
+const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+type Http = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 /// The collector's HTTP API, as the client commands (and `headlight demo`) use it.
 #[derive(Debug)]
 pub(crate) struct Client {
-    http: reqwest::Client,
+    http: Http,
     base: String,
+    authorization: Option<HeaderValue>,
 }
 
 impl Client {
-    /// A client of the collector at `url` (`http://host:port`), sending `token` (if any) as
-    /// `Authorization: Bearer`.
-    pub(crate) fn new(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
+    /// A client of the collector at `url` (`http://host:port` or `https://host:port`), sending
+    /// `token` (if any) as `Authorization: Bearer`, with the TLS settings of `tls` (by default
+    /// an `https://` collector's certificate must chain to the system's roots).
+    pub(crate) fn new(
+        url: &str,
+        token: Option<&str>,
+        tls: ClientFiles<'_>,
+    ) -> anyhow::Result<Self> {
         let base = url.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            bail!("--url {url:?}: only http:// URLs are supported (put TLS in a proxy in front)");
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            bail!("--url {url:?}: not an http:// or https:// URL");
         }
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(token) = token {
-            // The error names neither the token nor the header value.
-            let mut value =
-                reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+        let authorization = token
+            .map(|token| {
+                // The error names neither the token nor the header value.
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
                     .map_err(|_| {
                         anyhow!("HEADLIGHT_API_TOKEN holds characters not allowed in a header")
                     })?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("cannot build the HTTP client")?;
-        Ok(Self { http, base })
+                value.set_sensitive(true);
+                Ok::<_, anyhow::Error>(value)
+            })
+            .transpose()?;
+        let connector = crate::tls::https_connector(tls)?;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector);
+        Ok(Self {
+            http,
+            base,
+            authorization,
+        })
     }
 
-    /// A client of the commands' `--url`, sending their `--token` (`HEADLIGHT_API_TOKEN`).
+    /// A client of the commands' `--url`, sending their `--token` (`HEADLIGHT_API_TOKEN`),
+    /// trusting their `--ca-file` (`HEADLIGHT_CA_FILE`) and presenting their `--client-cert`
+    /// and `--client-key`.
     pub(crate) fn from_args(args: &ClientArgs) -> anyhow::Result<Self> {
-        Self::new(&args.url, args.token.as_ref().map(|t| t.0.as_str()))
+        let tls = ClientFiles {
+            ca_file: args
+                .ca_file
+                .as_deref()
+                .map(|p| (p, "--ca-file (HEADLIGHT_CA_FILE)")),
+            cert_file: args
+                .client_cert
+                .as_deref()
+                .map(|p| (p, "--client-cert (HEADLIGHT_CLIENT_CERT)")),
+            key_file: args
+                .client_key
+                .as_deref()
+                .map(|p| (p, "--client-key (HEADLIGHT_CLIENT_KEY)")),
+        };
+        Self::new(&args.url, args.token.as_ref().map(|t| t.0.as_str()), tls)
     }
 
-    /// The body of a successful answer; an error carrying the collector's message otherwise.
-    async fn body(response: reqwest::Response) -> anyhow::Result<bytes::Bytes> {
-        let status = response.status();
-        let body = response
-            .bytes()
+    /// Sends one request; the body of a successful answer, an error carrying the collector's
+    /// message otherwise.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        json: Option<Vec<u8>>,
+    ) -> anyhow::Result<Bytes> {
+        let url = format!("{}{path}", self.base);
+        let full = if query.is_empty() {
+            url.clone()
+        } else {
+            reqwest::Url::parse_with_params(&url, query.iter().map(|(k, v)| (*k, v.as_str())))
+                .with_context(|| format!("invalid URL {url}"))?
+                .to_string()
+        };
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(&full)
+            .header(header::ACCEPT, "application/json");
+        if let Some(value) = &self.authorization {
+            request = request.header(header::AUTHORIZATION, value.clone());
+        }
+        if json.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Full::new(Bytes::from(json.unwrap_or_default())))
+            .with_context(|| format!("invalid URL {url}"))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| anyhow!("cannot reach the collector at {url}: {}", chain(&e)))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| anyhow!("reading the collector's answer: {e}"))?
+                .to_bytes();
+            Ok::<_, anyhow::Error>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .context("reading the collector's answer")?;
+            .map_err(|_| {
+                anyhow!(
+                    "the collector at {url} did not answer within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )
+            })??;
         if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
@@ -77,32 +158,13 @@ impl Client {
         Ok(body)
     }
 
-    async fn answer<T: DeserializeOwned>(response: reqwest::Response) -> anyhow::Result<T> {
-        let body = Self::body(response).await?;
-        serde_json::from_slice(&body).context("the collector's answer is not the expected JSON")
-    }
-
-    async fn send(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-    ) -> anyhow::Result<reqwest::Response> {
-        let url = format!("{}{path}", self.base);
-        self.http
-            .get(&url)
-            .query(query)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the collector at {url}"))
-    }
-
     /// `GET {path}?{query}`, the answer's bytes (a chart).
     pub(crate) async fn get_bytes(
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> anyhow::Result<bytes::Bytes> {
-        Self::body(self.send(path, query).await?).await
+    ) -> anyhow::Result<Bytes> {
+        self.send(Method::GET, path, query, None).await
     }
 
     /// `GET {path}?{query}`, the answer's JSON.
@@ -111,7 +173,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        Self::answer(self.send(path, query).await?).await
+        json_answer(&self.send(Method::GET, path, query, None).await?)
     }
 
     /// `POST {path}` with a JSON body, the answer's JSON.
@@ -120,16 +182,25 @@ impl Client {
         path: &str,
         body: &impl serde::Serialize,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the collector at {url}"))?;
-        Self::answer(response).await
+        let body = serde_json::to_vec(body).context("encoding the request")?;
+        json_answer(&self.send(Method::POST, path, &[], Some(body)).await?)
     }
+}
+
+fn json_answer<T: DeserializeOwned>(body: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(body).context("the collector's answer is not the expected JSON")
+}
+
+/// An error with its sources (the TLS or connection reason is in the innermost one).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 fn time_arg(flag: &str, text: &str) -> anyhow::Result<i64> {

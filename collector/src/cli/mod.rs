@@ -162,6 +162,17 @@ pub struct ClientArgs {
     /// flag's value would show in the process list, so prefer the variable).
     #[arg(long, env = "HEADLIGHT_API_TOKEN", hide_env_values = true)]
     pub token: Option<ApiToken>,
+    /// PEM CA certificates an `https://` collector's certificate must chain to (instead of the
+    /// system's roots).
+    #[arg(long, env = "HEADLIGHT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate for a collector requiring mutual TLS (`[tls] client_ca_file`);
+    /// goes with `--client-key`.
+    #[arg(long, env = "HEADLIGHT_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(long, env = "HEADLIGHT_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
 }
 
 /// The API token of the client commands; `Debug` never shows it.

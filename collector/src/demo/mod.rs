@@ -369,7 +369,7 @@ impl Story {
                 phase: "baseline".to_owned(),
                 ticks: 0,
             },
-            client: Client::new(&ui, None)?,
+            client: Client::new(&ui, None, Default::default())?,
             ui,
             endpoint,
             receiver,

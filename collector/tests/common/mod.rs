@@ -89,6 +89,7 @@ pub fn within_one_percent(what: &str, got: &Value, exact_us: u64) {
         "{what}: got {got} ms, exact {exact} ms"
     );
 }
+pub mod agent;
 pub mod clickhouse;
 pub mod otlp;
 pub mod process;

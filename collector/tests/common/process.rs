@@ -99,3 +99,22 @@ pub async fn start_ready(binary: &Path, args: impl Fn(u16) -> Vec<String>, log: 
         failures.join("\n")
     );
 }
+
+/// `headlight deploy --service shop --version 2 --url <url>`, the environment's
+/// `HEADLIGHT_API_TOKEN` and `HEADLIGHT_CA_FILE` removed (the caller sets what it tests).
+pub fn deploy_shop(url: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_headlight"));
+    command
+        .args([
+            "deploy",
+            "--service",
+            "shop",
+            "--version",
+            "2",
+            "--url",
+            url,
+        ])
+        .env_remove("HEADLIGHT_API_TOKEN")
+        .env_remove("HEADLIGHT_CA_FILE");
+    command
+}

@@ -102,6 +102,16 @@ pub fn send(exporter: Exporter, endpoint: &str, service: &str, version: &str, tx
             .build(),
     }
     .expect("exporter builds");
+    send_with(exporter, service, version, txns);
+}
+
+/// Sends the transactions through a given exporter (one with TLS settings…), like [`send`].
+pub fn send_with(
+    exporter: opentelemetry_otlp::SpanExporter,
+    service: &str,
+    version: &str,
+    txns: &mut [Txn],
+) {
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(
