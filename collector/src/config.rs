@@ -380,6 +380,12 @@ pub struct LimitsConfig {
     pub max_span_duration_ms: u64,
     /// How far in the future a span may end, in ms (clock skew); default 10 min.
     pub max_future_skew_ms: u64,
+    /// Most spans in one export request; a request with more is refused as too large
+    /// (`RESOURCE_EXHAUSTED`, HTTP 413) and nothing of it is accepted; default 100 000.
+    pub max_spans_per_request: usize,
+    /// Concurrent requests (HTTP/2 streams) per OTLP/gRPC connection, advertised to clients in
+    /// the connection's settings; default 16.
+    pub max_streams_per_connection: u32,
     /// Most attributes kept per stored span; extra ones are dropped; default 128.
     pub max_attributes_per_span: usize,
     /// Longest attribute value kept, in bytes; longer ones are truncated; default 4096.
@@ -401,6 +407,8 @@ impl Default for LimitsConfig {
             max_request_bytes: 8 * 1024 * 1024,
             max_span_duration_ms: 3_600_000,
             max_future_skew_ms: 600_000,
+            max_spans_per_request: 100_000,
+            max_streams_per_connection: 16,
             max_attributes_per_span: 128,
             max_attribute_value_bytes: 4096,
             max_concurrent_exports: 8,
@@ -584,6 +592,18 @@ impl Config {
         }
         if l.max_buffered_spans == 0 {
             return Err(invalid("limits.max_buffered_spans", "must be at least 1"));
+        }
+        if l.max_spans_per_request == 0 {
+            return Err(invalid(
+                "limits.max_spans_per_request",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=1024).contains(&l.max_streams_per_connection) {
+            return Err(invalid(
+                "limits.max_streams_per_connection",
+                "must be within 1..=1024",
+            ));
         }
         if l.memory_limit_mib != 0 && l.memory_limit_mib < 64 {
             return Err(invalid(

@@ -41,9 +41,9 @@ pub struct DurabilityError(#[source] pub std::io::Error);
 /// Why an export request was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    /// The request is not a valid `ExportTraceServiceRequest`; retrying it cannot help.
+    /// The request is malformed or over a limit; retrying it cannot help.
     #[error(transparent)]
-    Malformed(#[from] convert::Malformed),
+    Refused(#[from] convert::Refused),
     /// The write-ahead log could not be written; the client should retry.
     #[error(transparent)]
     Durability(#[from] DurabilityError),
@@ -62,6 +62,10 @@ pub struct PipelineCounters {
     pub writes: AtomicU64,
     /// Elements of `headlight.unsent_children` ignored (malformed, or over 256 per span).
     pub unsent_children_ignored: AtomicU64,
+    /// Span attributes dropped over `limits.max_attributes_per_span`.
+    pub attributes_dropped: AtomicU64,
+    /// Attribute values over `limits.max_attribute_value_bytes`, cut when stored.
+    pub attribute_values_truncated: AtomicU64,
     /// Automatic deploy markers recorded.
     pub automatic_deploys: AtomicU64,
     /// Automatic deploy markers recorded that could not be written (store error).
@@ -247,6 +251,12 @@ impl Pipeline {
         self.counters
             .unsent_children_ignored
             .fetch_add(converted.unsent_children_ignored, Ordering::Relaxed);
+        self.counters
+            .attributes_dropped
+            .fetch_add(converted.attributes_dropped, Ordering::Relaxed);
+        self.counters
+            .attribute_values_truncated
+            .fetch_add(converted.values_truncated, Ordering::Relaxed);
         if !converted.drop_reports.is_empty() {
             let mut drops = lock(&self.agent_drops);
             for report in converted.drop_reports {

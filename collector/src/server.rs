@@ -179,7 +179,8 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let mut grpc = tonic::transport::Server::builder();
+        let mut grpc = tonic::transport::Server::builder()
+            .max_concurrent_streams(config.limits.max_streams_per_connection);
         if let Some(tls) = &tls {
             grpc = grpc
                 .tls_config(tls.grpc())

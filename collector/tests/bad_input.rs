@@ -386,3 +386,120 @@ async fn bad_query_parameters_get_400_with_the_reason() {
     assert_eq!(status, 200);
     server.shutdown().await.unwrap();
 }
+
+/// The value of an unlabelled sample in the `/metrics` text.
+async fn metric(server: &Server, name: &str) -> u64 {
+    let text = reqwest::get(format!("http://{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_request_limits_are_answered_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.limits.max_spans_per_request = 5;
+    config.limits.max_attributes_per_span = 2;
+    config.limits.max_attribute_value_bytes = 16;
+    config.limits.max_streams_per_connection = 3;
+    config.aggregation.max_transactions_per_service = 2;
+    let server = Server::start(config).await.unwrap();
+    let end = now_ns() - SEC;
+    let spans = |first: u8, n: u8| -> Vec<_> {
+        (first..first + n)
+            .map(|i| server_span(i, &format!("GET /{}", i % 2), end, 1_000_000))
+            .collect()
+    };
+
+    // Six spans where five are allowed: the whole request is refused as too large, over both
+    // protocols, and none of it is kept.
+    let err = raw_grpc(
+        &server,
+        request("limits", spans(1, 6)).encode_to_vec(),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("limits.max_spans_per_request"),
+        "{}",
+        err.message()
+    );
+    let body = request("limits", spans(11, 6)).encode_to_vec();
+    let (status, _) = post(&server, "application/x-protobuf", false, body).await;
+    assert_eq!(status, 413);
+    assert_refused(&server, [0, 1, 0], [0, 1, 0]);
+
+    // Five spans pass. One carries four attributes (two over the limit), the first one 40
+    // bytes long (over the value limit). Its name, `GET /0` and `GET /1` make three names in a
+    // service allowed two: both `GET /1` transactions overflow.
+    let mut ok = spans(21, 5);
+    ok[0].name = "GET /third".into();
+    ok[0].attributes = vec![
+        attr("long", &"v".repeat(40)),
+        attr("short", "ok"),
+        attr("dropped.1", "x"),
+        attr("dropped.2", "y"),
+    ];
+    let err = raw_grpc(&server, request("limits", ok).encode_to_vec(), false).await;
+    assert!(err.is_ok(), "{err:?}");
+    assert_eq!(
+        count(&server, "limits").await,
+        5,
+        "only the request within the limit is kept"
+    );
+    assert_eq!(
+        metric(&server, "headlight_span_attributes_dropped_total").await,
+        2
+    );
+    assert_eq!(
+        metric(&server, "headlight_span_attribute_values_truncated_total").await,
+        1
+    );
+    assert_eq!(
+        metric(&server, "headlight_transactions_overflowed_total").await,
+        2
+    );
+
+    // The stored span keeps two attributes, the long value cut to 16 bytes and marked.
+    let trace = get_ok(&server, &format!("/api/v1/traces/{}", "15".repeat(16))).await;
+    let attributes = &trace["spans"][0]["attributes"];
+    assert_eq!(attributes["short"], "ok", "{trace}");
+    assert_eq!(
+        attributes["long"],
+        format!("{}…", "v".repeat(16)),
+        "{trace}"
+    );
+    assert!(attributes.get("dropped.1").is_none(), "{trace}");
+
+    // The OTLP/gRPC listener tells each connection how many requests it may have in flight.
+    let tcp = tokio::net::TcpStream::connect(server.otlp_grpc)
+        .await
+        .unwrap();
+    let (send, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut settled = false;
+    for _ in 0..50 {
+        // Drive the connection until the server's SETTINGS are in.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(20), &mut connection).await;
+        if connection.max_concurrent_send_streams() == 3 {
+            settled = true;
+            break;
+        }
+    }
+    assert!(
+        settled,
+        "max concurrent streams {}",
+        connection.max_concurrent_send_streams()
+    );
+    drop(send);
+    server.shutdown().await.unwrap();
+}

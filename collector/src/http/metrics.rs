@@ -123,6 +123,24 @@ fn render(pipeline: &Pipeline, auth_refused: &crate::auth::Refused) -> String {
     }
     counter(
         &mut e,
+        "headlight_span_attributes_dropped_total",
+        "Span attributes dropped over limits.max_attributes_per_span (the span is kept).",
+        counters.attributes_dropped.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut e,
+        "headlight_span_attribute_values_truncated_total",
+        "Span attribute values longer than limits.max_attribute_value_bytes, cut when stored.",
+        counters.attribute_values_truncated.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut e,
+        "headlight_transactions_overflowed_total",
+        "Transactions counted under transaction=\"other\" because their service already had aggregation.max_transactions_per_service names.",
+        aggregator.stats.overflowed_transactions,
+    );
+    counter(
+        &mut e,
         "headlight_orphan_spans_dropped_total",
         "Child spans dropped because their transaction never arrived (or the wait was full).",
         aggregator.stats.orphans_dropped,

@@ -78,6 +78,10 @@ pub struct Converted {
     pub drop_reports: Vec<DropReport>,
     /// Malformed (or over the bound) elements of `headlight.unsent_children`, ignored.
     pub unsent_children_ignored: u64,
+    /// Span attributes dropped over `limits.max_attributes_per_span`.
+    pub attributes_dropped: u64,
+    /// Attribute values longer than `limits.max_attribute_value_bytes` (cut when stored).
+    pub values_truncated: u64,
     /// The first rejected span, to name in the message.
     first_rejected: Option<(String, RejectReason)>,
 }
@@ -432,20 +436,28 @@ fn validate(
     Ok((trace_id, span_id, start_ns, end_ns))
 }
 
-/// A malformed export request: the whole request is refused.
+/// Why a whole export request is refused (nothing of it is accepted).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("malformed protobuf: {0}")]
-pub struct Malformed(String);
+pub enum Refused {
+    /// Not a valid `ExportTraceServiceRequest`.
+    #[error("malformed protobuf: {0}")]
+    Malformed(String),
+    /// More spans than `limits.max_spans_per_request`.
+    #[error(
+        "the request holds more than {0} spans (limits.max_spans_per_request): send smaller batches"
+    )]
+    TooManySpans(usize),
+}
 
-impl From<WireError> for Malformed {
+impl From<WireError> for Refused {
     fn from(e: WireError) -> Self {
-        Self(e.to_string())
+        Self::Malformed(e.to_string())
     }
 }
 
-impl From<prost::DecodeError> for Malformed {
+impl From<prost::DecodeError> for Refused {
     fn from(e: prost::DecodeError) -> Self {
-        Self(e.to_string())
+        Self::Malformed(e.to_string())
     }
 }
 
@@ -480,7 +492,7 @@ pub fn convert(
     request: &[u8],
     bounds: TimeBounds,
     limits: &LimitsConfig,
-) -> Result<Converted, Malformed> {
+) -> Result<Converted, Refused> {
     // An encoded span usually takes 70 bytes or more: room for that many (within reason) saves
     // regrowing the vector of spans several times per request.
     let mut out = Converted {
@@ -489,6 +501,7 @@ pub fn convert(
     };
     let mut attributes = Vec::new();
     let mut scopes = Vec::new();
+    let mut spans = 0;
     for field in wire::fields(request) {
         // `ExportTraceServiceRequest.resource_spans` = 1.
         let (1, resource_spans) = field? else {
@@ -511,6 +524,10 @@ pub fn convert(
             // `ScopeSpans.spans` = 2.
             for field in wire::fields(scope) {
                 if let (2, span) = field? {
+                    spans += 1;
+                    if spans > limits.max_spans_per_request {
+                        return Err(Refused::TooManySpans(limits.max_spans_per_request));
+                    }
                     let span = wire_span(span.bytes(2)?, &mut attributes)?;
                     convert_span(&span, &attributes, &origin, bounds, limits, &mut out)?;
                 }
@@ -527,7 +544,7 @@ fn convert_span(
     bounds: TimeBounds,
     limits: &LimitsConfig,
     out: &mut Converted,
-) -> Result<(), Malformed> {
+) -> Result<(), Refused> {
     let (trace_id, span_id, start_ns, end_ns) = match validate(span, bounds) {
         Ok(valid) => valid,
         Err(reason) => {
@@ -567,8 +584,15 @@ fn convert_span(
             _ if kept < limits.max_attributes_per_span => {
                 kept += 1;
                 kept_len += wire::bytes_field_len(attribute.encoded.len());
+                let long = match attribute.value {
+                    Scalar::Str(s) => s.len(),
+                    // Arrays, maps and bytes (as hex) are cut when stored as well.
+                    Scalar::Nested => attribute.any.len(),
+                    _ => 0,
+                };
+                out.values_truncated += u64::from(long > limits.max_attribute_value_bytes);
             }
-            _ => {}
+            _ => out.attributes_dropped += 1,
         }
     }
     // The kept attributes as a `KeyValueList` (values = 1), in one allocation.

@@ -21,6 +21,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::refusal::Refusal;
 use crate::ingest::admission::RETRY_AFTER;
+use crate::ingest::convert::Refused;
 use crate::pipeline::{ExportError, Pipeline};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
@@ -65,7 +66,12 @@ impl OtlpGrpc {
         match response {
             Ok(response) => Ok(Response::new(response)),
             // Counted by [`RefusalLayer`] from the status.
-            Err(ExportError::Malformed(e)) => Err(Status::invalid_argument(e.to_string())),
+            Err(ExportError::Refused(e @ Refused::Malformed(_))) => {
+                Err(Status::invalid_argument(e.to_string()))
+            }
+            Err(ExportError::Refused(e @ Refused::TooManySpans(_))) => {
+                Err(Status::resource_exhausted(e.to_string()))
+            }
             Err(ExportError::Durability(e)) => {
                 Err(self.retry_later(Refusal::LogUnwritable, e.to_string()))
             }

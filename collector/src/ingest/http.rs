@@ -21,6 +21,7 @@ use prost::Message;
 
 use super::refusal::Refusal;
 use crate::ingest::admission::RETRY_AFTER;
+use crate::ingest::convert::Refused;
 use crate::pipeline::{ExportError, Pipeline};
 
 /// The encoding of a request body, and so of its response.
@@ -209,8 +210,11 @@ async fn export(State(pipeline): State<Arc<Pipeline>>, headers: HeaderMap, body:
     .await
     {
         Ok(Ok(response)) => response,
-        Ok(Err(ExportError::Malformed(e))) => {
+        Ok(Err(ExportError::Refused(e @ Refused::Malformed(_)))) => {
             return refuse(&pipeline, Refusal::Malformed, format, e.to_string());
+        }
+        Ok(Err(ExportError::Refused(e @ Refused::TooManySpans(_)))) => {
+            return refuse(&pipeline, Refusal::TooLarge, format, e.to_string());
         }
         Ok(Err(ExportError::Durability(e))) => {
             return refuse(&pipeline, Refusal::LogUnwritable, format, e.to_string());
