@@ -643,3 +643,6 @@ pub fn attributes_json(
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests;

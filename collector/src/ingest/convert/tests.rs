@@ -1,0 +1,372 @@
+//! The in-place reader against `prost`: on any request `prost` decodes, [`convert`] must
+//! succeed too and find exactly the spans an independent reading of `prost`'s message gives;
+//! on damaged bytes it may only refuse what `prost` refuses.
+
+use headlight_proto::otlp::collector::ExportTraceServiceRequest;
+use headlight_proto::otlp::common::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
+};
+use headlight_proto::otlp::resource::Resource;
+use headlight_proto::otlp::trace::{ResourceSpans, ScopeSpans, Span as OtlpSpan, Status};
+use proptest::prelude::*;
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000_000_000;
+
+fn bounds() -> TimeBounds {
+    TimeBounds {
+        oldest_end_ns: NOW - 3_600_000_000_000,
+        latest_end_ns: NOW + 600_000_000_000,
+        max_duration_ns: 3_600_000_000_000,
+    }
+}
+
+fn limits() -> LimitsConfig {
+    LimitsConfig {
+        max_attributes_per_span: 3,
+        max_attribute_value_bytes: 8,
+        ..LimitsConfig::default()
+    }
+}
+
+fn some(value: any_value::Value) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(value) })
+}
+
+fn scalar_value() -> impl Strategy<Value = any_value::Value> {
+    prop_oneof![
+        "\\PC{0,12}".prop_map(any_value::Value::StringValue),
+        any::<bool>().prop_map(any_value::Value::BoolValue),
+        any::<i64>().prop_map(any_value::Value::IntValue),
+        any::<f64>().prop_map(any_value::Value::DoubleValue),
+        prop::collection::vec(any::<u8>(), 0..6).prop_map(any_value::Value::BytesValue),
+    ]
+}
+
+fn value() -> impl Strategy<Value = any_value::Value> {
+    scalar_value().prop_recursive(3, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|values| {
+                any_value::Value::ArrayValue(ArrayValue {
+                    values: values.into_iter().filter_map(some).collect(),
+                })
+            }),
+            prop::collection::vec(("[a-z]{1,4}", inner), 0..4).prop_map(|pairs| {
+                any_value::Value::KvlistValue(KeyValueList {
+                    values: pairs
+                        .into_iter()
+                        .map(|(key, v)| KeyValue {
+                            key,
+                            value: some(v),
+                            ..KeyValue::default()
+                        })
+                        .collect(),
+                })
+            }),
+        ]
+    })
+}
+
+fn attribute() -> impl Strategy<Value = KeyValue> {
+    let key = prop_oneof![
+        Just("http.route".to_owned()),
+        Just("http.request.method".to_owned()),
+        Just("http.response.status_code".to_owned()),
+        Just("rpc.service".to_owned()),
+        Just("rpc.method".to_owned()),
+        Just(agent::SELF_NS.to_owned()),
+        "[a-z.]{1,10}",
+    ];
+    (key, prop::option::of(value())).prop_map(|(key, value)| KeyValue {
+        key,
+        value: value.and_then(some),
+        ..KeyValue::default()
+    })
+}
+
+fn id(len: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        4 => prop::collection::vec(any::<u8>(), len),
+        1 => prop::collection::vec(any::<u8>(), 0..len + 2),
+        1 => Just(vec![0; len]),
+    ]
+}
+
+fn span() -> impl Strategy<Value = OtlpSpan> {
+    (
+        (id(16), id(8), prop::option::of(id(8))),
+        "\\PC{0,16}",
+        0..7_i32,
+        (-7_200_i64..900, 0_i64..4_000),
+        prop::collection::vec(attribute(), 0..6),
+        prop::option::of(0..3_i32),
+    )
+        .prop_map(
+            |((trace, span, parent), name, kind, (end_s, duration_s), attributes, status)| {
+                let end = (NOW + end_s * 1_000_000_000) as u64;
+                OtlpSpan {
+                    trace_id: trace,
+                    span_id: span,
+                    parent_span_id: parent.unwrap_or_default(),
+                    name,
+                    kind,
+                    start_time_unix_nano: end.saturating_sub(duration_s as u64 * 1_000_000_000),
+                    end_time_unix_nano: end,
+                    attributes,
+                    status: status.map(|code| Status {
+                        code,
+                        message: "m".into(),
+                    }),
+                    ..OtlpSpan::default()
+                }
+            },
+        )
+}
+
+fn resource_attributes() -> impl Strategy<Value = Vec<KeyValue>> {
+    let pick = |key: &'static str| {
+        prop::option::of("[a-z0-9]{0,6}").prop_map(move |v| {
+            v.map(|v| KeyValue {
+                key: key.to_owned(),
+                value: some(any_value::Value::StringValue(v)),
+                ..KeyValue::default()
+            })
+        })
+    };
+    (
+        pick("service.name"),
+        pick("deployment.environment.name"),
+        pick("service.version"),
+    )
+        .prop_map(|(a, b, c)| [a, b, c].into_iter().flatten().collect())
+}
+
+fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
+    prop::collection::vec(
+        (
+            prop::option::of(resource_attributes()),
+            prop::collection::vec(prop::collection::vec(span(), 0..5), 0..3),
+        ),
+        0..3,
+    )
+    .prop_map(|resources| ExportTraceServiceRequest {
+        resource_spans: resources
+            .into_iter()
+            .map(|(resource, scopes)| ResourceSpans {
+                resource: resource.map(|attributes| Resource {
+                    attributes,
+                    ..Resource::default()
+                }),
+                scope_spans: scopes
+                    .into_iter()
+                    .map(|spans| ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "scope".into(),
+                            ..InstrumentationScope::default()
+                        }),
+                        spans,
+                        ..ScopeSpans::default()
+                    })
+                    .collect(),
+                ..ResourceSpans::default()
+            })
+            .collect(),
+    })
+}
+
+/// What a span should become, read from `prost`'s message by other means than [`convert`]:
+/// `(trace id, span id, parent, name, kind, start, end, error, transaction, attributes)`.
+type Expected = (
+    Vec<u8>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    String,
+    SpanKind,
+    i64,
+    i64,
+    bool,
+    Option<String>,
+    serde_json::Map<String, serde_json::Value>,
+);
+
+fn text(value: Option<&any_value::Value>) -> Option<String> {
+    Some(match value? {
+        any_value::Value::StringValue(s) => s.clone(),
+        any_value::Value::IntValue(i) => i.to_string(),
+        any_value::Value::BoolValue(b) => b.to_string(),
+        any_value::Value::DoubleValue(d) => d.to_string(),
+        _ => return None,
+    })
+}
+
+fn expected(request: &ExportTraceServiceRequest) -> (Vec<Expected>, u64) {
+    let mut out = Vec::new();
+    let mut rejected = 0;
+    for resource_spans in &request.resource_spans {
+        for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+            let get = |key: &str| {
+                span.attributes
+                    .iter()
+                    .find(|kv| kv.key == key)
+                    .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+            };
+            let valid_id = |id: &[u8], len: usize| id.len() == len && id.iter().any(|b| *b != 0);
+            let (start, end) = (
+                span.start_time_unix_nano as i64,
+                span.end_time_unix_nano as i64,
+            );
+            let b = bounds();
+            if !valid_id(&span.trace_id, 16)
+                || !valid_id(&span.span_id, 8)
+                || end < start
+                || end < b.oldest_end_ns
+                || end > b.latest_end_ns
+                || end - start > b.max_duration_ns
+            {
+                rejected += 1;
+                continue;
+            }
+            let parent = valid_id(&span.parent_span_id, 8).then(|| span.parent_span_id.clone());
+            let kind = SpanKind::from_otlp(span.kind);
+            let status_code = match get("http.response.status_code") {
+                Some(any_value::Value::IntValue(i)) => Some(*i),
+                Some(any_value::Value::StringValue(s)) => s.parse().ok(),
+                Some(any_value::Value::DoubleValue(d)) if d.is_finite() => Some(*d as i64),
+                _ => None,
+            };
+            let error = span.status.as_ref().is_some_and(|s| s.code == 2)
+                || (kind == SpanKind::Server && status_code.is_some_and(|c| c >= 500));
+            let transaction = (matches!(kind, SpanKind::Server | SpanKind::Consumer)
+                || parent.is_none())
+            .then(|| {
+                let method = text(get("http.request.method"));
+                let name = match (method, text(get("http.route"))) {
+                    (Some(m), Some(r)) => format!("{m} {r}"),
+                    _ => match (text(get("rpc.service")), text(get("rpc.method"))) {
+                        (Some(s), Some(m)) => format!("{s}/{m}"),
+                        _ => span.name.clone(),
+                    },
+                };
+                truncate(name, 512)
+            });
+            let kept = KeyValueList {
+                values: span
+                    .attributes
+                    .iter()
+                    .filter(|kv| kv.key != agent::SELF_NS)
+                    .take(limits().max_attributes_per_span)
+                    .cloned()
+                    .collect(),
+            };
+            let attributes = kept
+                .values
+                .into_iter()
+                .map(|kv| (truncate(kv.key, 256), json_value(kv.value, 8, 0)))
+                .collect();
+            out.push((
+                span.trace_id.clone(),
+                span.span_id.clone(),
+                parent,
+                truncate(span.name.clone(), 512),
+                kind,
+                start,
+                end,
+                error,
+                transaction,
+                attributes,
+            ));
+        }
+    }
+    (out, rejected)
+}
+
+fn actual(converted: Converted) -> Vec<Expected> {
+    converted
+        .spans
+        .into_iter()
+        .map(|s| {
+            (
+                s.trace_id.to_vec(),
+                s.span_id.to_vec(),
+                s.parent_span_id.map(|p| p.to_vec()),
+                s.name,
+                s.kind,
+                s.start_ns,
+                s.end_ns,
+                s.error,
+                s.transaction,
+                s.attributes.into_json(),
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn reads_every_request_as_prost_does(request in request()) {
+        let bytes = prost::Message::encode_to_vec(&request);
+        let converted = convert(&bytes, bounds(), &limits()).expect("prost's own encoding");
+        let (spans, rejected) = expected(&request);
+        prop_assert_eq!(converted.rejected_count(), rejected);
+        prop_assert_eq!(actual(converted), spans);
+    }
+
+    #[test]
+    fn refuses_only_what_prost_refuses(
+        request in request(),
+        cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        truncate_at in prop::option::of(any::<prop::sample::Index>()),
+    ) {
+        let mut bytes = prost::Message::encode_to_vec(&request);
+        prop_assume!(!bytes.is_empty());
+        for (at, byte) in cuts {
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if let Some(at) = truncate_at {
+            bytes.truncate(at.index(bytes.len()));
+        }
+        let ours = convert(&bytes, bounds(), &limits());
+        let theirs = ExportTraceServiceRequest::decode(&bytes[..]);
+        if let Ok(decoded) = theirs {
+            let converted = ours.map_err(|e| TestCaseError::fail(format!("stricter than prost: {e}")))?;
+            let (spans, rejected) = expected(&decoded);
+            prop_assert_eq!(converted.rejected_count(), rejected);
+            prop_assert_eq!(actual(converted), spans);
+        }
+    }
+}
+
+#[test]
+fn a_request_over_the_span_limit_is_refused_whole() {
+    let spans: Vec<OtlpSpan> = (1..=4_u8)
+        .map(|i| OtlpSpan {
+            trace_id: vec![i; 16],
+            span_id: vec![i; 8],
+            start_time_unix_nano: NOW as u64 - 1_000,
+            end_time_unix_nano: NOW as u64,
+            ..OtlpSpan::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let bytes = prost::Message::encode_to_vec(&request);
+    let mut limits = limits();
+    limits.max_spans_per_request = 4;
+    assert_eq!(convert(&bytes, bounds(), &limits).unwrap().spans.len(), 4);
+    limits.max_spans_per_request = 3;
+    assert_eq!(
+        convert(&bytes, bounds(), &limits).unwrap_err(),
+        Refused::TooManySpans(3)
+    );
+}
