@@ -1,5 +1,7 @@
 //! The data model of design.md §3: spans, transactions, series.
 
+use std::sync::Arc;
+
 /// A 16-byte trace id.
 pub type TraceId = [u8; 16];
 /// An 8-byte span id.
@@ -115,12 +117,12 @@ pub struct Span {
     pub span_id: SpanId,
     /// Parent span id; `None` for a root.
     pub parent_span_id: Option<SpanId>,
-    /// Resource `service.name`.
-    pub service: String,
+    /// Resource `service.name` (shared by the spans of one resource).
+    pub service: Arc<str>,
     /// Resource environment (see [`SeriesKey::environment`]).
-    pub environment: String,
+    pub environment: Arc<str>,
     /// Resource `service.version` or `unknown`.
-    pub version: String,
+    pub version: Arc<str>,
     /// Span name.
     pub name: String,
     /// Span kind.

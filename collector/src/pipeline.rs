@@ -313,11 +313,7 @@ impl Pipeline {
         let mut last: Option<(&str, &str, &str)> = None;
         let mut out = Vec::new();
         for span in spans.iter().filter(|s| s.transaction.is_some()) {
-            let key = (
-                span.service.as_str(),
-                span.environment.as_str(),
-                span.version.as_str(),
-            );
+            let key = (&*span.service, &*span.environment, &*span.version);
             if last == Some(key) {
                 continue;
             }
@@ -334,9 +330,9 @@ impl Pipeline {
                 .iter()
                 .filter(|s| {
                     s.transaction.is_some()
-                        && s.service == new.service
-                        && s.environment == new.environment
-                        && s.version == new.version
+                        && *s.service == *new.service
+                        && *s.environment == *new.environment
+                        && *s.version == *new.version
                 })
                 .map(|s| s.start_ns.div_euclid(1_000_000))
                 .min()

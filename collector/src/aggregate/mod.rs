@@ -243,9 +243,9 @@ impl Aggregator {
         );
         // The key's strings are copied only for a series seen for the first time.
         let key = || SeriesKey {
-            service: transaction.service.clone(),
-            environment: transaction.environment.clone(),
-            version: transaction.version.clone(),
+            service: transaction.service.to_string(),
+            environment: transaction.environment.to_string(),
+            version: transaction.version.to_string(),
             transaction: name.to_owned(),
         };
         let end_ms = transaction.end_ms();
@@ -367,11 +367,11 @@ impl Aggregator {
             return OVERFLOW_TRANSACTION;
         }
         let cap = self.config.max_transactions_per_service as usize;
-        if !self.names.contains_key(&transaction.service) {
+        if !self.names.contains_key(&*transaction.service) {
             self.names
-                .insert(transaction.service.clone(), HashSet::new());
+                .insert(transaction.service.to_string(), HashSet::new());
         }
-        let Some(names) = self.names.get_mut(&transaction.service) else {
+        let Some(names) = self.names.get_mut(&*transaction.service) else {
             return OVERFLOW_TRANSACTION;
         };
         if names.contains(name) {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use headlight_proto::otlp::common::{AnyValue, KeyValue, KeyValueList, any_value::Value};
 use headlight_proto::otlp::resource::Resource;
@@ -464,23 +465,26 @@ impl From<prost::DecodeError> for Refused {
 /// The resource of one `ResourceSpans`: who sent its spans.
 #[derive(Debug)]
 struct Origin {
-    service: String,
-    environment: String,
-    version: String,
+    service: Arc<str>,
+    environment: Arc<str>,
+    version: Arc<str>,
 }
 
 impl Origin {
     fn read(resource: &[KeyValue]) -> Self {
         Self {
             service: string_attribute(resource, "service.name")
-                .unwrap_or_else(|| "unknown_service".into()),
+                .unwrap_or_else(|| "unknown_service".into())
+                .into(),
             environment: string_attribute(resource, "deployment.environment.name")
                 .or_else(|| string_attribute(resource, "deployment.environment"))
                 .filter(|e| !e.is_empty())
-                .unwrap_or_else(|| "default".into()),
+                .unwrap_or_else(|| "default".into())
+                .into(),
             version: string_attribute(resource, "service.version")
                 .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| "unknown".into()),
+                .unwrap_or_else(|| "unknown".into())
+                .into(),
         }
     }
 }

@@ -433,7 +433,7 @@ pub fn trace(store: &dyn Store, trace_id: &TraceId) -> Result<TraceResponse, Api
             TraceSpan {
                 span_id: model::hex(&s.span_id),
                 parent_span_id: s.parent_span_id.map(|p| model::hex(&p)),
-                service: s.service,
+                service: s.service.to_string(),
                 name: s.name,
                 transaction: s.transaction,
                 kind: s.kind.as_str().to_owned(),

@@ -212,9 +212,10 @@ fn expected(request: &ExportTraceServiceRequest) -> (Vec<Expected>, u64) {
                     .and_then(|kv| kv.value.as_ref()?.value.as_ref())
             };
             let valid_id = |id: &[u8], len: usize| id.len() == len && id.iter().any(|b| *b != 0);
+            let time = |ns: u64| i64::try_from(ns).unwrap_or(i64::MAX);
             let (start, end) = (
-                span.start_time_unix_nano as i64,
-                span.end_time_unix_nano as i64,
+                time(span.start_time_unix_nano),
+                time(span.end_time_unix_nano),
             );
             let b = bounds();
             if !valid_id(&span.trace_id, 16)
