@@ -20,7 +20,24 @@ use crate::model::{Attributes, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`, version 4
 /// `claims`; older files are upgraded in place (the tables are created, nothing else changes).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
+
+/// Version 5 keeps the transaction index clustered by (series, end) with no other index: one
+/// B-tree insert per transaction instead of three (the rowid table and two indexes).
+const UPGRADE_TRANSACTIONS_TO_5: &str = "
+CREATE TABLE transactions_v5 (
+    series_id INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_id BLOB NOT NULL,
+    duration_us INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    trace_id BLOB NOT NULL,
+    PRIMARY KEY (series_id, end_ns, span_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO transactions_v5 (series_id, end_ns, span_id, duration_us, error, trace_id)
+    SELECT series_id, end_ns, span_id, duration_us, error, trace_id FROM transactions;
+DROP TABLE transactions;
+ALTER TABLE transactions_v5 RENAME TO transactions;";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,15 +73,14 @@ CREATE TABLE IF NOT EXISTS breakdown (
     PRIMARY KEY (series_id, resolution_s, window_start_ms, operation, kind)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS transactions (
-    end_ns INTEGER NOT NULL,
-    duration_us INTEGER NOT NULL,
     series_id INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_id BLOB NOT NULL,
+    duration_us INTEGER NOT NULL,
     error INTEGER NOT NULL,
     trace_id BLOB NOT NULL,
-    span_id BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS transactions_by_series ON transactions (series_id, end_ns);
-CREATE INDEX IF NOT EXISTS transactions_by_end ON transactions (end_ns);
+    PRIMARY KEY (series_id, end_ns, span_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS spans (
     trace_id BLOB NOT NULL,
     span_id BLOB NOT NULL,
@@ -181,12 +197,14 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1..=3)) => {
+            Some(Ok(1..=4)) => {
                 writer
-                    .execute(
-                        "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
-                        [SCHEMA_VERSION.to_string()],
-                    )
+                    .execute_batch(&format!(
+                        "BEGIN;
+                         {UPGRADE_TRANSACTIONS_TO_5}
+                         UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
+                         COMMIT;"
+                    ))
                     .map_err(backend)?;
             }
             Some(other) => {
@@ -245,6 +263,40 @@ fn placeholders(n: usize) -> String {
         s.push('?');
     }
     s
+}
+
+/// Deletes the transactions that ended before `before_ns`: one primary-key range per series
+/// (the table has no index by time), the series found by stepping through the key.
+fn delete_old_transactions(conn: &Connection, before_ns: i64) -> Result<usize, StoreError> {
+    let mut next_series = conn
+        .prepare_cached(
+            "SELECT series_id FROM transactions WHERE series_id > ?1 ORDER BY series_id LIMIT 1",
+        )
+        .map_err(backend)?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM transactions WHERE series_id = ?1 AND end_ns < ?2")
+        .map_err(backend)?;
+    let mut deleted = 0;
+    // The smallest id is found apart (ids are any i64, MIN included).
+    let mut first = conn
+        .prepare_cached("SELECT series_id FROM transactions ORDER BY series_id LIMIT 1")
+        .map_err(backend)?;
+    let mut series: Option<i64> = first
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    while let Some(id) = series {
+        deleted += delete.execute(params![id, before_ns]).map_err(backend)?;
+        series = if id == i64::MAX {
+            None
+        } else {
+            next_series
+                .query_row([id], |r| r.get(0))
+                .optional()
+                .map_err(backend)?
+        };
+    }
+    Ok(deleted)
 }
 
 fn write_histogram(
@@ -424,7 +476,10 @@ impl Store for SqliteStore {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO transactions (end_ns, duration_us, series_id, error, trace_id, span_id)
+                    // A transaction delivered twice (a retried export, a replayed log) is
+                    // indexed once.
+                    "INSERT OR IGNORE INTO transactions
+                     (end_ns, duration_us, series_id, error, trace_id, span_id)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(backend)?;
@@ -716,9 +771,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-        let transactions = conn
-            .execute("DELETE FROM transactions WHERE end_ns < ?1", [raw_ns])
-            .map_err(backend)?;
+        let transactions = delete_old_transactions(&conn, raw_ns)?;
         let spans = conn
             .execute("DELETE FROM spans WHERE end_ns < ?1", [raw_ns])
             .map_err(backend)?;
@@ -823,6 +876,70 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_4_transaction_index_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("headlight.db")).unwrap();
+        // The layout of version 4: a rowid table and two indexes; one row sent twice.
+        conn.execute_batch(
+            "DROP TABLE transactions;
+             CREATE TABLE transactions (end_ns INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+                 series_id INTEGER NOT NULL, error INTEGER NOT NULL, trace_id BLOB NOT NULL,
+                 span_id BLOB NOT NULL);
+             CREATE INDEX transactions_by_series ON transactions (series_id, end_ns);
+             CREATE INDEX transactions_by_end ON transactions (end_ns);
+             INSERT INTO series VALUES (7, 's', 'e', 'v', 't', 0);
+             INSERT INTO transactions VALUES
+                 (1000, 5, 7, 0, x'01010101010101010101010101010101', x'0101010101010101'),
+                 (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202'),
+                 (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202');
+             UPDATE meta SET value = '4' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let query = TransactionQuery {
+            series: vec![SeriesId(7)],
+            from_ns: 0,
+            to_ns: 10_000,
+            min_us: None,
+            max_us: None,
+            error: None,
+            limit: 10,
+        };
+        let rows = store.transactions(&query).unwrap();
+        let ends: Vec<(i64, u64, bool)> = rows
+            .iter()
+            .map(|t| (t.end_ns, t.duration_us, t.error))
+            .collect();
+        assert_eq!(
+            ends,
+            vec![(2000, 9, true), (1000, 5, false)],
+            "the copy is indexed once"
+        );
+        let conn = Connection::open(dir.path().join("headlight.db")).unwrap();
+        let (sql, indexes): (String, i64) = conn
+            .query_row(
+                "SELECT sql, (SELECT count(*) FROM sqlite_master WHERE tbl_name = 'transactions'
+                              AND type = 'index' AND sql IS NOT NULL)
+                 FROM sqlite_master WHERE name = 'transactions'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        assert_eq!(indexes, 0);
+        let version: String = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
 
     #[test]
     fn a_newer_schema_is_refused_not_overwritten() {
