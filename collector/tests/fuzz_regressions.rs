@@ -68,10 +68,10 @@ fn name(path: &Path) -> &str {
         .expect("utf-8 file name")
 }
 
-#[test]
-fn json_inputs_keep_the_invariants_and_seeds_are_accepted() {
-    for (path, body) in all_inputs("otlp_json") {
-        let result = ingest_checked(fuzzing::ingest_json, &path, &body);
+/// Every input of an ingest target keeps the invariants, and every seed is accepted.
+fn check_ingest_target(target: &str, ingest: fn(&[u8]) -> Result<Ingested, Malformed>) {
+    for (path, body) in all_inputs(target) {
+        let result = ingest_checked(ingest, &path, &body);
         if name(&path).starts_with("seed-") {
             let ingested = result.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(ingested.spans_in > 0, "{}: no spans", path.display());
@@ -80,14 +80,13 @@ fn json_inputs_keep_the_invariants_and_seeds_are_accepted() {
 }
 
 #[test]
+fn json_inputs_keep_the_invariants_and_seeds_are_accepted() {
+    check_ingest_target("otlp_json", fuzzing::ingest_json);
+}
+
+#[test]
 fn protobuf_inputs_keep_the_invariants_and_seeds_are_accepted() {
-    for (path, body) in all_inputs("otlp_protobuf") {
-        let result = ingest_checked(fuzzing::ingest_protobuf, &path, &body);
-        if name(&path).starts_with("seed-") {
-            let ingested = result.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            assert!(ingested.spans_in > 0, "{}: no spans", path.display());
-        }
-    }
+    check_ingest_target("otlp_protobuf", fuzzing::ingest_protobuf);
 }
 
 /// The protobuf seeds are the JSON seeds encoded as protobuf, byte for byte. With
