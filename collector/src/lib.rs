@@ -27,6 +27,8 @@ pub mod config;
 pub mod demo;
 pub mod deploys;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ingest;
 pub mod loadgen;

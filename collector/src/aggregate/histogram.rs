@@ -207,4 +207,128 @@ mod tests {
             assert!((got - exact).abs() / exact < 0.01, "q{q}: {got} vs {exact}");
         }
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// Latencies across the whole range and past both clamps: 0, sub-ms, seconds, > 1 h.
+        fn latency() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                0u64..2_000,
+                0u64..10_000_000,
+                0u64..5_000_000_000,
+                Just(HIGHEST_US),
+                Just(u64::MAX),
+            ]
+        }
+
+        fn histogram_of(values: impl IntoIterator<Item = u64>) -> LatencyHistogram {
+            let mut h = new_histogram();
+            for v in values {
+                record(&mut h, v);
+            }
+            h
+        }
+
+        /// Asserts two histograms agree on everything a query reads.
+        fn same(a: &LatencyHistogram, b: &LatencyHistogram) -> Result<(), TestCaseError> {
+            prop_assert_eq!(a.len(), b.len());
+            prop_assert_eq!(a.min(), b.min());
+            prop_assert_eq!(a.max(), b.max());
+            for q in [0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0] {
+                prop_assert_eq!(quantile_us(a, q), quantile_us(b, q), "q{}", q);
+            }
+            let buckets = |h: &LatencyHistogram| -> Vec<(u64, u64)> {
+                h.iter_recorded()
+                    .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                    .collect()
+            };
+            prop_assert_eq!(buckets(a), buckets(b));
+            prop_assert_eq!(a, b);
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Merging the histograms of any split of a multiset equals the histogram of the
+            /// whole, and the order of the merges does not matter.
+            #[test]
+            fn merging_any_split_equals_the_whole_in_any_order(
+                items in prop::collection::vec((latency(), 0usize..5), 0..400),
+                order in Just((0..5).collect::<Vec<usize>>()).prop_shuffle(),
+            ) {
+                let whole = histogram_of(items.iter().map(|(v, _)| *v));
+                let parts: Vec<LatencyHistogram> = (0..5)
+                    .map(|part| histogram_of(items.iter().filter(|(_, p)| *p == part).map(|(v, _)| *v)))
+                    .collect();
+                let mut forward = new_histogram();
+                for part in &parts {
+                    merge(&mut forward, part);
+                }
+                same(&forward, &whole)?;
+                let mut shuffled = new_histogram();
+                for &i in &order {
+                    merge(&mut shuffled, &parts[i]);
+                }
+                same(&shuffled, &whole)?;
+                // Merging into a part that already holds values (not only into an empty one).
+                let mut into_last = parts[4].clone();
+                for part in parts.iter().take(4).rev() {
+                    merge(&mut into_last, part);
+                }
+                same(&into_last, &whole)?;
+            }
+
+            /// The same for the exact statistics beside the histograms.
+            #[test]
+            fn merged_latency_stats_equal_the_whole(
+                items in prop::collection::vec((0u64..5_000_000_000, any::<bool>(), 0usize..4), 0..300),
+            ) {
+                let mut whole = LatencyStats::default();
+                let mut parts = vec![LatencyStats::default(); 4];
+                for &(duration, error, part) in &items {
+                    whole.record(duration, error);
+                    parts[part].record(duration, error);
+                }
+                let mut merged = LatencyStats::default();
+                for part in parts.iter().rev() {
+                    merged.merge(part);
+                }
+                prop_assert_eq!(merged.count, items.len() as u64);
+                prop_assert_eq!(merged.errors, whole.error_histogram.len());
+                prop_assert_eq!(&merged, &whole);
+            }
+
+            /// A histogram that grows its counts array as values come (in any order, with any
+            /// repeat counts) holds exactly what one allocated for the whole range up front does.
+            #[test]
+            fn auto_resizing_never_loses_a_value(
+                items in prop::collection::vec((latency(), 1u64..1_000), 0..300),
+            ) {
+                let mut growing = new_histogram();
+                let mut full = LatencyHistogram::new_with_bounds(LOWEST_US, HIGHEST_US, SIGFIG)
+                    .expect("valid bounds");
+                let mut total = 0u64;
+                for &(value, count) in &items {
+                    record_n(&mut growing, value, count);
+                    full.record_n(value.clamp(LOWEST_US, HIGHEST_US), count)
+                        .expect("in range");
+                    total += count;
+                }
+                prop_assert_eq!(growing.len(), total);
+                for &(value, _) in &items {
+                    let clamped = value.clamp(LOWEST_US, HIGHEST_US);
+                    prop_assert_eq!(growing.count_at(clamped), full.count_at(clamped));
+                    prop_assert!(growing.count_at(clamped) > 0);
+                }
+                same(&growing, &full)?;
+                // And a round trip through the stored form keeps all of it.
+                let back = decode(&encode(&growing)).expect("own blob decodes");
+                same(&back, &full)?;
+            }
+        }
+    }
 }

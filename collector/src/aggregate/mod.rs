@@ -673,4 +673,177 @@ mod tests {
         assert!(rollup.iter().all(|h| h.window_start_ms % 60_000 == 0));
         assert!(agg.drain().is_empty(), "drained");
     }
+
+    mod properties {
+        use std::collections::BTreeMap;
+
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::aggregate::histogram::LatencyStats;
+
+        /// Deliberately not on a rollup boundary; spans end up to 4 minutes before and 6 after
+        /// it, across many raw and rollup windows.
+        const BASE_MS: i64 = 1_800_000_040_000;
+
+        /// One generated transaction: end offset (ms), duration (µs), error, name, service,
+        /// and its children as (name, kind, fraction of the transaction's time).
+        type Generated = (i64, u64, bool, u8, u8, Vec<(u8, u8, u8)>);
+
+        fn generated() -> impl Strategy<Value = Vec<Generated>> {
+            prop::collection::vec(
+                (
+                    -240_000i64..360_000,
+                    prop_oneof![0u64..1_000, 0u64..2_000_000, 0u64..3_600_000_000],
+                    any::<bool>(),
+                    0u8..3,
+                    0u8..2,
+                    prop::collection::vec((0u8..4, 0u8..3, 0u8..=100), 0..3),
+                ),
+                0..120,
+            )
+        }
+
+        /// The spans of the generated transactions, children included.
+        fn spans(items: &[Generated]) -> Vec<Span> {
+            let mut out = Vec::new();
+            for (i, (offset_ms, duration_us, error, name, service, children)) in
+                items.iter().enumerate()
+            {
+                let mut trace_id = [0u8; 16];
+                trace_id[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+                let end_ns = (BASE_MS + offset_ms) * 1_000_000 + (i as i64 % 1_000_000);
+                let start_ns = end_ns - *duration_us as i64 * 1000;
+                let name = format!("GET /{name}");
+                let transaction = Span {
+                    trace_id,
+                    span_id: [1; 8],
+                    parent_span_id: None,
+                    service: format!("svc{service}"),
+                    environment: "default".into(),
+                    version: "1".into(),
+                    name: name.clone(),
+                    kind: SpanKind::Server,
+                    start_ns,
+                    end_ns,
+                    error: *error,
+                    transaction: Some(name),
+                    attributes: serde_json::Map::new(),
+                    reported_self_ns: None,
+                    unsent_children: Vec::new(),
+                };
+                for (j, (child, kind, percent)) in children.iter().enumerate() {
+                    out.push(Span {
+                        span_id: [j as u8 + 2; 8],
+                        parent_span_id: Some([1; 8]),
+                        name: format!("op{child}"),
+                        kind: [SpanKind::Internal, SpanKind::Client, SpanKind::Producer]
+                            [usize::from(*kind)],
+                        end_ns: start_ns + (end_ns - start_ns) * i64::from(*percent) / 100,
+                        error: false,
+                        transaction: None,
+                        ..transaction.clone()
+                    });
+                }
+                out.push(transaction);
+            }
+            out
+        }
+
+        fn aggregate(window_s: u32, rollup_window_s: u32, spans: Vec<Span>) -> WriteBatch {
+            let config = AggregationConfig {
+                window_s,
+                rollup_window_s,
+                ..AggregationConfig::default()
+            };
+            let mut agg = Aggregator::new(config, SpanRetentionConfig::default(), &[]);
+            agg.apply(spans, Instant::now());
+            assert_eq!(
+                agg.pending_spans(),
+                0,
+                "every child came with its transaction"
+            );
+            agg.drain()
+        }
+
+        type Windows = BTreeMap<(SeriesId, i64), LatencyStats>;
+        type Breakdown = BTreeMap<(SeriesId, i64, String, SpanKind), (u64, u64, u64)>;
+
+        /// The histograms and breakdown of one resolution, keyed by series and window.
+        fn at(batch: &WriteBatch, resolution_s: u32) -> (Windows, Breakdown) {
+            let mut windows = Windows::new();
+            for h in batch
+                .histograms
+                .iter()
+                .filter(|h| h.resolution_s == resolution_s)
+            {
+                let old = windows.insert((h.series, h.window_start_ms), h.stats.clone());
+                assert!(old.is_none(), "one delta per series and window");
+            }
+            let mut breakdown = Breakdown::new();
+            for b in batch
+                .breakdown
+                .iter()
+                .filter(|b| b.resolution_s == resolution_s)
+            {
+                let key = (b.series, b.window_start_ms, b.operation.clone(), b.kind);
+                let old = breakdown.insert(key, (b.count, b.total_us, b.self_us));
+                assert!(
+                    old.is_none(),
+                    "one breakdown row per series, window and operation"
+                );
+            }
+            (windows, breakdown)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            /// Raw windows drained with rollups give rollup windows equal to aggregating the
+            /// same spans directly at the rollup resolution; the raw windows count every
+            /// transaction once, in the window its end falls in.
+            #[test]
+            fn rollups_equal_direct_aggregation_at_the_rollup_resolution(
+                items in generated(),
+                (window_s, factor) in prop_oneof![Just((10u32, 6u32)), Just((5, 12)), Just((1, 60)), Just((2, 30))],
+            ) {
+                let rollup_s = window_s * factor;
+                let spans = spans(&items);
+                let batch = aggregate(window_s, rollup_s, spans.clone());
+                // Directly at the rollup width (its own rollups at twice that are ignored).
+                let direct = aggregate(rollup_s, rollup_s * 2, spans.clone());
+
+                let (rolled, rolled_breakdown) = at(&batch, rollup_s);
+                let (direct_windows, direct_breakdown) = at(&direct, rollup_s);
+                let (raw, _) = at(&batch, window_s);
+                let raw_count: u64 = raw.values().map(|s| s.count).sum();
+                prop_assert_eq!(raw_count, items.len() as u64);
+                let width = i64::from(window_s) * 1000;
+                let mut expected: BTreeMap<i64, u64> = BTreeMap::new();
+                for span in spans.iter().filter(|s| s.parent_span_id.is_none()) {
+                    *expected.entry(span.end_ms().div_euclid(width) * width).or_default() += 1;
+                }
+                let mut counted: BTreeMap<i64, u64> = BTreeMap::new();
+                for ((_, start), stats) in &raw {
+                    *counted.entry(*start).or_default() += stats.count;
+                }
+                prop_assert_eq!(counted, expected);
+                prop_assert_eq!(rolled.len(), direct_windows.len());
+                for (key, stats) in &rolled {
+                    let direct = direct_windows.get(key);
+                    prop_assert!(direct.is_some(), "rollup window {:?} not aggregated directly", key);
+                    let direct = direct.unwrap();
+                    prop_assert_eq!(
+                        (stats.count, stats.errors, stats.sum_us, stats.max_us),
+                        (direct.count, direct.errors, direct.sum_us, direct.max_us)
+                    );
+                    prop_assert_eq!(&stats.histogram, &direct.histogram);
+                    prop_assert_eq!(&stats.error_histogram, &direct.error_histogram);
+                }
+                let total: u64 = rolled.values().map(|s| s.count).sum();
+                prop_assert_eq!(total, items.len() as u64);
+                prop_assert_eq!(rolled_breakdown, direct_breakdown);
+            }
+        }
+    }
 }

@@ -94,7 +94,7 @@ pub(super) async fn heatmap_image(
     format: Format,
 ) -> Result<Response, ApiError> {
     let p = params(raw, &HEATMAP_PARAMS, &[])?;
-    let (filter, windows, step_ms, axis) = heatmap_request(&state, &p)?;
+    let (filter, windows, step_ms, axis) = heatmap_request(state.pipeline.config(), &p)?;
     let size = size(&p, (900, 320))?;
     let pipeline = state.pipeline;
     let bytes = blocking(move || {

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::params::{Params, parse_duration_s};
 use super::{AppState, RawQuery, blocking, now_ms};
 use crate::compare::report::{self, Spec};
+use crate::config::Config;
 use crate::deploys::{DeployQuery, NewDeploy};
 use crate::error::ApiError;
 
@@ -78,7 +79,7 @@ pub(super) async fn comparison(
     Ok(Json(report).into_response())
 }
 
-const COMPARE_PARAMS: [&str; 11] = [
+pub(crate) const COMPARE_PARAMS: [&str; 11] = [
     "service",
     "env",
     "baseline_version",
@@ -107,8 +108,7 @@ fn range(p: &Params, from: &str, to: &str) -> Result<(i64, i64), ApiError> {
 /// Parses a canary (`baseline_version` + `canary_version`, over `from`..`to`, default the last
 /// hour) or period (`before_from`..`before_to` or `offset`, against `after_from`..`after_to`)
 /// comparison.
-fn spec(p: &Params, state: &AppState, now: i64) -> Result<Spec, ApiError> {
-    let config = state.pipeline.config();
+pub(crate) fn spec(p: &Params, config: &Config, now: i64) -> Result<Spec, ApiError> {
     let service = p.required("service")?;
     let environment = p.string("env");
     let canary = (p.string("baseline_version"), p.string("canary_version"));
@@ -177,7 +177,7 @@ pub(super) async fn compare(
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::new(raw, &COMPARE_PARAMS)?;
-    let spec = spec(&p, &state, now_ms())?;
+    let spec = spec(&p, state.pipeline.config(), now_ms())?;
     let pipeline = state.pipeline;
     let report = blocking(move || pipeline.compare(spec)).await?;
     Ok(Json(report).into_response())

@@ -5,7 +5,7 @@
 
 mod alerts;
 mod charts;
-mod deploys;
+pub(crate) mod deploys;
 mod metrics;
 pub mod params;
 mod ui;
@@ -152,23 +152,7 @@ async fn latency(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let allowed: Vec<&str> = FILTER
-        .iter()
-        .copied()
-        .chain(["step", "apdex_t_ms"])
-        .collect();
-    let p = Params::new(raw, &allowed)?;
-    let config = Arc::clone(state.pipeline.config());
-    let apdex_t_ms = p
-        .non_negative("apdex_t_ms")?
-        .unwrap_or(config.query.apdex_t_ms);
-    if apdex_t_ms <= 0.0 {
-        return Err(ApiError::invalid(
-            "query parameter `apdex_t_ms` must be above 0",
-        ));
-    }
-    let filter = p.filter();
-    let (windows, step_ms) = trend_windows(&p, &config, 10_000)?;
+    let (filter, windows, step_ms, apdex_t_ms) = latency_request(state.pipeline.config(), raw)?;
     let pipeline = state.pipeline;
     let body = blocking(move || {
         query::latency(
@@ -181,6 +165,30 @@ async fn latency(
     })
     .await?;
     Ok(Json(body).into_response())
+}
+
+/// Parses the parameters of `GET /api/v1/latency`: the filter, the windows and step, and the
+/// Apdex threshold in ms.
+pub(crate) fn latency_request(
+    config: &crate::config::Config,
+    raw: Vec<(String, String)>,
+) -> Result<(SeriesFilter, Windows, i64, f64), ApiError> {
+    let allowed: Vec<&str> = FILTER
+        .iter()
+        .copied()
+        .chain(["step", "apdex_t_ms"])
+        .collect();
+    let p = Params::new(raw, &allowed)?;
+    let apdex_t_ms = p
+        .non_negative("apdex_t_ms")?
+        .unwrap_or(config.query.apdex_t_ms);
+    if apdex_t_ms <= 0.0 {
+        return Err(ApiError::invalid(
+            "query parameter `apdex_t_ms` must be above 0",
+        ));
+    }
+    let (windows, step_ms) = trend_windows(&p, config, 10_000)?;
+    Ok((p.filter(), windows, step_ms, apdex_t_ms))
 }
 
 /// Parses `from`, `to` and `step` of a trend: the windows answering the range and the step
@@ -203,15 +211,13 @@ pub(crate) fn trend_windows(
 }
 
 /// Parses the filter and the range (aligned to windows) shared by `histogram` and `breakdown`.
-fn filter_and_windows(
-    state: &AppState,
+pub(crate) fn filter_and_windows(
+    config: &crate::config::Config,
     raw: Vec<(String, String)>,
 ) -> Result<(SeriesFilter, Windows), ApiError> {
     let p = Params::new(raw, &FILTER)?;
     let now = now_ms();
-    let windows = p
-        .range(now)?
-        .windows(&state.pipeline.config().aggregation, now, None);
+    let windows = p.range(now)?.windows(&config.aggregation, now, None);
     Ok((p.filter(), windows))
 }
 
@@ -219,7 +225,7 @@ async fn histogram(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (filter, windows) = filter_and_windows(&state, raw)?;
+    let (filter, windows) = filter_and_windows(state.pipeline.config(), raw)?;
     let pipeline = state.pipeline;
     let body =
         blocking(move || query::histogram(pipeline.store().as_ref(), &filter, &windows)).await?;
@@ -230,13 +236,23 @@ async fn transactions(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let search = transaction_search(state.pipeline.config(), raw)?;
+    let pipeline = state.pipeline;
+    let body = blocking(move || query::transactions(pipeline.store().as_ref(), &search)).await?;
+    Ok(Json(body).into_response())
+}
+
+/// Parses the parameters of `GET /api/v1/transactions`.
+pub(crate) fn transaction_search(
+    config: &crate::config::Config,
+    raw: Vec<(String, String)>,
+) -> Result<query::TransactionSearch, ApiError> {
     let allowed: Vec<&str> = FILTER
         .iter()
         .copied()
         .chain(["min_ms", "max_ms", "errors", "limit"])
         .collect();
     let p = Params::new(raw, &allowed)?;
-    let config = Arc::clone(state.pipeline.config());
     let max = config.query.max_transactions;
     let limit = p.positive("limit")?.unwrap_or(100);
     if limit > max as u64 {
@@ -257,9 +273,7 @@ async fn transactions(
     {
         return Err(ApiError::invalid("`min_ms` must not be above `max_ms`"));
     }
-    let pipeline = state.pipeline;
-    let body = blocking(move || query::transactions(pipeline.store().as_ref(), &search)).await?;
-    Ok(Json(body).into_response())
+    Ok(search)
 }
 
 async fn trace(
@@ -279,7 +293,7 @@ async fn breakdown(
     State(state): State<AppState>,
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (filter, windows) = filter_and_windows(&state, raw)?;
+    let (filter, windows) = filter_and_windows(state.pipeline.config(), raw)?;
     let pipeline = state.pipeline;
     let body =
         blocking(move || query::breakdown(pipeline.store().as_ref(), &filter, &windows)).await?;
@@ -292,11 +306,10 @@ const MAX_HEATMAP_ROWS: u64 = 500;
 
 /// Parses the hitmap's parameters: the filter, the range and column step, the y axis.
 pub(crate) fn heatmap_request(
-    state: &AppState,
+    config: &crate::config::Config,
     p: &Params,
 ) -> Result<(SeriesFilter, Windows, i64, query::heatmap::YAxis), ApiError> {
     use query::heatmap::{Scale, YAxis};
-    let config = state.pipeline.config();
     let now = now_ms();
     let range = p.range(now)?;
     let step = p.seconds("x_step_s")?.map(|s| s * 1000);
@@ -352,7 +365,7 @@ async fn heatmap(
     Query(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::new(raw, &HEATMAP_PARAMS)?;
-    let (filter, windows, step_ms, axis) = heatmap_request(&state, &p)?;
+    let (filter, windows, step_ms, axis) = heatmap_request(state.pipeline.config(), &p)?;
     let pipeline = state.pipeline;
     let body = blocking(move || {
         query::heatmap::heatmap(pipeline.store().as_ref(), &filter, &windows, step_ms, &axis)

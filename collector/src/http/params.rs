@@ -151,16 +151,24 @@ pub fn parse_duration_s(text: &str) -> Option<i64> {
         _ => return None,
     };
     let n = digits.parse::<i64>().ok()?;
-    (n > 0 && n * factor <= 366 * 86_400).then_some(n * factor)
+    // Checked: a long digit string times a unit overflows (and would wrap in release).
+    let seconds = n.checked_mul(factor)?;
+    (n > 0 && seconds <= 366 * 86_400).then_some(seconds)
 }
 
-/// Parses unix milliseconds or RFC 3339.
+/// Latest accepted time, unix ms: 9999-12-31T23:59:59.999Z.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
+
+/// Parses unix milliseconds or RFC 3339, from 1970 to the end of year 9999 (UTC) either way.
 pub fn parse_time(text: &str) -> Option<i64> {
-    if let Ok(ms) = text.parse::<i64>() {
-        return (0..=253_402_300_799_999).contains(&ms).then_some(ms);
-    }
-    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+    let ms = match text.parse::<i64>() {
+        Ok(ms) => ms,
+        Err(_) => {
+            let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+            i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()?
+        }
+    };
+    (0..=MAX_TIME_MS).contains(&ms).then_some(ms)
 }
 
 #[cfg(test)]
@@ -187,6 +195,11 @@ mod tests {
         );
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("-5"), None);
+        // RFC 3339 has the same bounds as milliseconds (the query_params invariants).
+        assert_eq!(parse_time("1969-12-31T23:59:59.999Z"), None);
+        assert_eq!(parse_time("0000-01-01T00:00:00Z"), None);
+        assert_eq!(parse_time("9999-12-31T23:59:59.999Z"), Some(MAX_TIME_MS));
+        assert_eq!(parse_time("9999-12-31T23:59:59-01:00"), None);
     }
 
     #[test]
@@ -226,5 +239,15 @@ mod tests {
         assert_eq!(p.seconds("b").unwrap(), Some(300));
         assert_eq!(p.seconds("c").unwrap(), Some(3600));
         assert!(p.seconds("d").is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_refused_not_overflowed() {
+        // 99999999999999999 d overflows i64 seconds: a panic in debug, a wrapped value in release.
+        assert_eq!(parse_duration_s("99999999999999999d"), None);
+        assert_eq!(parse_duration_s("106751991167301d"), None);
+        assert_eq!(parse_duration_s(&i64::MAX.to_string()), None);
+        assert_eq!(parse_duration_s("366d"), Some(366 * 86_400));
+        assert_eq!(parse_duration_s("367d"), None);
     }
 }
