@@ -27,20 +27,15 @@ use crate::store::WriteBatch;
 /// file gives the same answer on every run and never ages out of the retention bound.
 pub const CLOCK_NS: i64 = 1_800_000_000_000_000_000;
 
-/// Why a body was refused before conversion (the listener's `400 malformed`).
+/// Why a body was refused before conversion (the listener's `400 malformed` or `413`).
 #[derive(Debug, thiserror::Error)]
 pub enum Malformed {
-    /// Not a protobuf `ExportTraceServiceRequest`.
-    #[error("malformed protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    /// Not a protobuf `ExportTraceServiceRequest` (or over a per-request limit).
+    #[error(transparent)]
+    Protobuf(#[from] convert::Refused),
     /// Not an OTLP/JSON `ExportTraceServiceRequest`.
     #[error("malformed json: {0}")]
     Json(#[from] serde_json::Error),
-}
-
-/// Decodes a protobuf body as the OTLP listeners do.
-pub fn decode_protobuf(body: &[u8]) -> Result<ExportTraceServiceRequest, Malformed> {
-    Ok(ExportTraceServiceRequest::decode(body)?)
 }
 
 /// Decodes a JSON body as the OTLP/HTTP listener does.
@@ -51,7 +46,7 @@ pub fn decode_json(body: &[u8]) -> Result<ExportTraceServiceRequest, Malformed> 
 /// What one accepted body turned into.
 #[derive(Debug)]
 pub struct Ingested {
-    /// Spans in the decoded request.
+    /// Spans in the request as `prost` reads it (as the reader counts them when `prost` refuses it).
     pub spans_in: u64,
     /// Spans that passed validation.
     pub accepted: u64,
@@ -73,41 +68,61 @@ pub struct Ingested {
     pub batch: WriteBatch,
 }
 
-/// Decodes a protobuf body and runs it through conversion and aggregation.
+/// Reads a protobuf body in place, as the OTLP listeners do, and runs it through conversion
+/// and aggregation.
+///
+/// # Panics
+///
+/// When the body is one `prost` decodes but the in-place reader refuses: the reader must never
+/// be stricter than `prost`.
 pub fn ingest_protobuf(body: &[u8]) -> Result<Ingested, Malformed> {
-    Ok(ingest(decode_protobuf(body)?))
+    let reference = ExportTraceServiceRequest::decode(body).ok();
+    let mut ingested = ingest(body);
+    match (&mut ingested, reference) {
+        (Err(e), Some(_)) => panic!("the in-place reader refused a request prost decodes: {e}"),
+        // [`Ingested::check`] compares the spans the reader accepted and rejected with the
+        // spans `prost` found.
+        (Ok(ingested), Some(request)) => ingested.spans_in = span_count(&request),
+        _ => {}
+    }
+    ingested
 }
 
-/// Decodes a JSON body and runs it through conversion and aggregation.
+/// Decodes a JSON body and runs it through conversion and aggregation, as the OTLP/HTTP
+/// listener does (JSON becomes protobuf first).
 pub fn ingest_json(body: &[u8]) -> Result<Ingested, Malformed> {
-    Ok(ingest(decode_json(body)?))
+    ingest_protobuf(&decode_json(body)?.encode_to_vec())
 }
 
-/// Converts a decoded request with the default limits at [`CLOCK_NS`], applies the valid spans
-/// to a fresh aggregator, expires every waiting child and drains the result.
-pub fn ingest(request: ExportTraceServiceRequest) -> Ingested {
-    let config = Config::default();
-    let spans_in = request
+fn span_count(request: &ExportTraceServiceRequest) -> u64 {
+    request
         .resource_spans
         .iter()
         .flat_map(|r| &r.scope_spans)
         .map(|s| s.spans.len() as u64)
-        .sum();
+        .sum()
+}
+
+/// Converts an encoded request with the default limits at [`CLOCK_NS`], applies the valid
+/// spans to a fresh aggregator, expires every waiting child and drains the result.
+pub fn ingest(request: &[u8]) -> Result<Ingested, Malformed> {
+    let config = Config::default();
     let bounds = TimeBounds::new(
         CLOCK_NS,
         &config.limits,
         config.aggregation.raw_retention_ms(),
     );
-    let converted = convert::convert(request, bounds, &config.limits);
+    let converted = convert::convert(request, bounds, &config.limits)?;
     let accepted = converted.spans.len() as u64;
     let rejected = converted.rejected_count();
+    let spans_in = accepted + rejected;
     let message = converted.message();
     let mut aggregator = Aggregator::new(config.aggregation.clone(), config.spans.clone(), &[]);
     let now = Instant::now();
     aggregator.apply(converted.spans, now);
     aggregator.expire(now + Duration::from_millis(config.aggregation.orphan_wait_ms + 1));
     let stats = aggregator.stats();
-    Ingested {
+    Ok(Ingested {
         spans_in,
         accepted,
         rejected,
@@ -118,7 +133,7 @@ pub fn ingest(request: ExportTraceServiceRequest) -> Ingested {
         window_s: config.aggregation.window_s,
         rollup_window_s: config.aggregation.rollup_window_s,
         batch: aggregator.drain(),
-    }
+    })
 }
 
 impl Ingested {

@@ -719,7 +719,7 @@ mod tests {
                     trace_id,
                     span_id: [1; 8],
                     parent_span_id: None,
-                    service: format!("svc{service}"),
+                    service: format!("svc{service}").into(),
                     environment: "default".into(),
                     version: "1".into(),
                     name: name.clone(),
@@ -728,7 +728,7 @@ mod tests {
                     end_ns,
                     error: *error,
                     transaction: Some(name),
-                    attributes: serde_json::Map::new(),
+                    attributes: crate::model::Attributes::default(),
                     reported_self_ns: None,
                     unsent_children: Vec::new(),
                 };
