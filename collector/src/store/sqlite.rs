@@ -23,21 +23,15 @@ use crate::model::{Attributes, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 const SCHEMA_VERSION: i64 = 5;
 
 /// Version 5 keeps the transaction index clustered by (series, end) with no other index: one
-/// B-tree insert per transaction instead of three (the rowid table and two indexes).
-const UPGRADE_TRANSACTIONS_TO_5: &str = "
-CREATE TABLE transactions_v5 (
-    series_id INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
-    span_id BLOB NOT NULL,
-    duration_us INTEGER NOT NULL,
-    error INTEGER NOT NULL,
-    trace_id BLOB NOT NULL,
-    PRIMARY KEY (series_id, end_ns, span_id)
-) WITHOUT ROWID;
-INSERT OR IGNORE INTO transactions_v5 (series_id, end_ns, span_id, duration_us, error, trace_id)
-    SELECT series_id, end_ns, span_id, duration_us, error, trace_id FROM transactions;
-DROP TABLE transactions;
-ALTER TABLE transactions_v5 RENAME TO transactions;";
+/// B-tree insert per transaction instead of three (the rowid table and two indexes). The old
+/// table is renamed (its indexes go with it), [`SCHEMA`] creates the new one, the rows move.
+const UPGRADE_TRANSACTIONS_TO_5: [&str; 3] = [
+    "ALTER TABLE transactions RENAME TO transactions_v4;",
+    SCHEMA,
+    "INSERT OR IGNORE INTO transactions (series_id, end_ns, span_id, duration_us, error, trace_id)
+         SELECT series_id, end_ns, span_id, duration_us, error, trace_id FROM transactions_v4;
+     DROP TABLE transactions_v4;",
+];
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -201,9 +195,10 @@ impl SqliteStore {
                 writer
                     .execute_batch(&format!(
                         "BEGIN;
-                         {UPGRADE_TRANSACTIONS_TO_5}
+                         {}
                          UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
-                         COMMIT;"
+                         COMMIT;",
+                        UPGRADE_TRANSACTIONS_TO_5.join("\n")
                     ))
                     .map_err(backend)?;
             }
