@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use headlight_agent::{AgentStats, DropReason, Sampler};
 use serde_json::{Value, json};
+
+use super::child::{kill, wait_or_kill};
 use tracing_subscriber::prelude::*;
 
 /// `service.name` of the agent process.
@@ -264,18 +266,12 @@ impl AgentProcess {
         match end {
             AgentEnd::Graceful => {
                 drop(self.stdin.take());
-                let deadline = Instant::now() + timeout;
-                while self.child.try_wait()?.is_none() {
-                    if Instant::now() > deadline {
-                        let _ = self.child.kill();
-                        let _ = self.child.wait();
-                        bail!(
-                            "agent {} {} did not stop within {timeout:?} of its stdin closing",
-                            self.service,
-                            self.version
-                        );
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
+                if wait_or_kill(&mut self.child, timeout)?.is_none() {
+                    bail!(
+                        "agent {} {} did not stop within {timeout:?} of its stdin closing",
+                        self.service,
+                        self.version
+                    );
                 }
             }
             AgentEnd::Killed => {
@@ -309,9 +305,6 @@ impl AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        if self.running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill(&mut self.child);
     }
 }

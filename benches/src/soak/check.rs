@@ -5,11 +5,12 @@
 //!   transactions × spans per trace lie within `accepted ..= sent`: equal to `accepted` when
 //!   nothing was rejected or failed for good (a request that failed after the collector logged
 //!   it may still have arrived).
-//! - an agent lifetime that stopped gracefully: `created = transactions recorded = sent +
-//!   dropped` (every reason, `rejected` included; nothing pending after the shutdown), and
+//! - an agent's lifetimes that stopped gracefully (they share one `service.version`, so their
+//!   counters are summed): `created = transactions recorded = sent + dropped` (every reason,
+//!   `rejected` included; nothing pending after the shutdown), and
 //!   `distinct stored + dropped - created` lies within `0 ..= export_failed + shutdown` (a batch
 //!   given up on may still have arrived); 0 when nothing was given up.
-//! - an agent lifetime ended by SIGKILL cannot report its end: the transactions acknowledged
+//! - an agent lifetime ended by SIGKILL (its own `service.version`) cannot report its end: the transactions acknowledged
 //!   before its last once-a-second report must be stored, and no more than it announced it would
 //!   create; the difference is what died with the process, shown, not a violation.
 //! - every source: duplicates (index rows beyond the first per transaction) only where the
@@ -76,12 +77,13 @@ impl std::ops::AddAssign for Stored {
     }
 }
 
-/// An agent lifetime with where it sits in the run and what was stored for it.
+/// The lifetimes of one agent's (service, version) and what was stored for it: the graceful
+/// lifetimes of an agent, or one killed lifetime.
 #[derive(Debug, Clone)]
 pub struct AgentRun {
-    /// What the process reported.
-    pub lifetime: AgentLifetime,
-    /// Collector SIGKILLs while it ran.
+    /// What the processes reported.
+    pub lifetimes: Vec<AgentLifetime>,
+    /// Collector SIGKILLs while they ran.
     pub collector_kills: u64,
     /// What the collector stored for its (service, version).
     pub stored: Stored,
@@ -90,7 +92,7 @@ pub struct AgentRun {
 /// One line of the conservation table.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// `loadgen`, `soak-agent-0 (7 lifetimes)`, `soak-agent-1 2.3 (SIGKILL)`.
+    /// `loadgen`, `soak-agent-0 0.0 (7 graceful lifetimes)`, `soak-agent-1 1.killed1 (SIGKILL)`.
     pub source: String,
     /// `spans` or `transactions`.
     pub unit: &'static str,
@@ -178,120 +180,123 @@ fn stat(stats: &Value, key: &str) -> u64 {
     stats[key].as_u64().unwrap_or(0)
 }
 
-fn dropped(stats: &Value, reason: &str) -> u64 {
-    stats["transactions_dropped"][reason].as_u64().unwrap_or(0)
+/// What agent lifetimes reported, summed: transactions.
+#[derive(Debug, Default)]
+struct Totals {
+    created: u64,
+    announced: u64,
+    recorded: u64,
+    sent: u64,
+    /// Dropped, by reason.
+    queue_full: u64,
+    export_failed: u64,
+    rejected: u64,
+    shutdown: u64,
 }
 
-/// Checks one agent lifetime; `rate` is its transactions per second.
+impl Totals {
+    fn add(&mut self, lifetime: &AgentLifetime) {
+        let r = &lifetime.reported;
+        let empty = Value::Null;
+        let stats = match lifetime.end {
+            AgentEnd::Graceful => r.last.as_ref(),
+            AgentEnd::Killed => r.stats.as_ref(),
+        }
+        .unwrap_or(&empty);
+        let dropped = |reason: &str| stats["transactions_dropped"][reason].as_u64().unwrap_or(0);
+        self.created += r.created.unwrap_or(r.announced);
+        self.announced += r.announced;
+        self.recorded += stat(stats, "transactions_recorded");
+        self.sent += stat(stats, "transactions_sent");
+        self.queue_full += dropped("queue_full");
+        self.export_failed += dropped("export_failed");
+        self.rejected += dropped("rejected");
+        self.shutdown += dropped("shutdown");
+    }
+
+    fn dropped(&self) -> u64 {
+        self.queue_full + self.export_failed + self.rejected + self.shutdown
+    }
+}
+
+/// Checks one agent's (service, version); `rate` is its transactions per second.
 pub fn agent(run: &AgentRun, rate: u64) -> Row {
-    let l = &run.lifetime;
-    let r = &l.reported;
-    let source = match l.end {
-        AgentEnd::Graceful => format!("{} {}", l.service, l.version),
-        AgentEnd::Killed => format!("{} {} (SIGKILL)", l.service, l.version),
+    let mut totals = Totals::default();
+    for lifetime in &run.lifetimes {
+        totals.add(lifetime);
+    }
+    let killed = run.lifetimes.iter().any(|l| l.end == AgentEnd::Killed);
+    let (service, version) = run
+        .lifetimes
+        .first()
+        .map_or(("?", "?"), |l| (l.service.as_str(), l.version.as_str()));
+    let name = if killed {
+        format!("{service} {version} (SIGKILL)")
+    } else {
+        format!(
+            "{service} {version} ({} graceful lifetimes)",
+            run.lifetimes.len()
+        )
     };
-    let empty = Value::Null;
-    let stats = match l.end {
-        AgentEnd::Graceful => r.last.as_ref().unwrap_or(&empty),
-        AgentEnd::Killed => r.stats.as_ref().unwrap_or(&empty),
-    };
-    let rejected = dropped(stats, "rejected");
-    let all_dropped: u64 = ["queue_full", "export_failed", "rejected", "shutdown"]
-        .iter()
-        .map(|reason| dropped(stats, reason))
-        .sum();
     let distinct = run.stored.index.distinct;
+    let all_dropped = totals.dropped();
     let mut row = Row {
-        source,
+        source: name.clone(),
         unit: "transactions",
-        created: r.created.unwrap_or(r.announced),
-        acknowledged: stat(stats, "transactions_sent"),
-        rejected,
-        dropped: all_dropped - rejected,
+        created: totals.created,
+        acknowledged: totals.sent,
+        rejected: totals.rejected,
+        dropped: all_dropped - totals.rejected,
         stored: distinct,
         duplicates: run.stored.index.duplicates(),
         api_vs_index: (run.stored.api, run.stored.index.rows),
         lost_at_kill: None,
         violations: Vec::new(),
     };
-    let name = row.source.clone();
-    match l.end {
-        AgentEnd::Graceful => {
-            let recorded = stat(stats, "transactions_recorded");
-            if recorded != row.created {
-                row.violations.push(format!(
-                    "{name}: created {} transactions, the agent recorded {recorded}",
-                    row.created
-                ));
-            }
-            if row.acknowledged + all_dropped != recorded {
-                row.violations.push(format!(
-                    "{name}: sent {} + dropped {all_dropped} != recorded {recorded}",
-                    row.acknowledged
-                ));
-            }
-            let in_doubt = dropped(stats, "export_failed") + dropped(stats, "shutdown");
-            let accounted = distinct + all_dropped;
-            if accounted < row.created {
-                row.violations.push(format!(
-                    "{name}: created {} but stored {distinct} + dropped {all_dropped}: {} lost",
-                    row.created,
-                    row.created - accounted
-                ));
-            } else if accounted - row.created > in_doubt {
-                row.violations.push(format!(
-                    "{name}: stored {distinct} + dropped {all_dropped} exceed the {} created by more than the {in_doubt} given up on",
-                    row.created
-                ));
-            }
+    if killed {
+        if distinct < totals.sent {
+            row.violations.push(format!(
+                "{name}: {} transactions acknowledged before the kill, only {distinct} stored",
+                totals.sent
+            ));
         }
-        AgentEnd::Killed => {
-            if distinct < row.acknowledged {
-                row.violations.push(format!(
-                    "{name}: {} transactions acknowledged before the kill, only {distinct} stored",
-                    row.acknowledged
-                ));
-            }
-            if distinct > r.announced {
-                row.violations.push(format!(
-                    "{name}: {distinct} transactions stored, more than the {} announced",
-                    r.announced
-                ));
-            }
-            row.lost_at_kill = Some(r.announced.saturating_sub(distinct));
+        if distinct > totals.announced {
+            row.violations.push(format!(
+                "{name}: {distinct} transactions stored, more than the {} announced",
+                totals.announced
+            ));
+        }
+        row.lost_at_kill = Some(totals.announced.saturating_sub(distinct));
+    } else {
+        if totals.recorded != totals.created {
+            row.violations.push(format!(
+                "{name}: created {} transactions, the agent recorded {}",
+                totals.created, totals.recorded
+            ));
+        }
+        if totals.sent + all_dropped != totals.recorded {
+            row.violations.push(format!(
+                "{name}: sent {} + dropped {all_dropped} != recorded {}",
+                totals.sent, totals.recorded
+            ));
+        }
+        let in_doubt = totals.export_failed + totals.shutdown;
+        let accounted = distinct + all_dropped;
+        if accounted < totals.created {
+            row.violations.push(format!(
+                "{name}: created {} but stored {distinct} + dropped {all_dropped}: {} lost",
+                totals.created,
+                totals.created - accounted
+            ));
+        } else if accounted - totals.created > in_doubt {
+            row.violations.push(format!(
+                "{name}: stored {distinct} + dropped {all_dropped} exceed the {} created by more than the {in_doubt} given up on",
+                totals.created
+            ));
         }
     }
     duplicates_check(&mut row, run.collector_kills, 2 * rate + AGENT_BATCH);
     row
-}
-
-/// Sums the gracefully stopped lifetimes of one agent into one row (violations kept).
-pub fn sum_rows(source: String, rows: &[Row]) -> Row {
-    let mut total = Row {
-        source,
-        unit: "transactions",
-        created: 0,
-        acknowledged: 0,
-        rejected: 0,
-        dropped: 0,
-        stored: 0,
-        duplicates: 0,
-        api_vs_index: (0, 0),
-        lost_at_kill: None,
-        violations: Vec::new(),
-    };
-    for row in rows {
-        total.created += row.created;
-        total.acknowledged += row.acknowledged;
-        total.rejected += row.rejected;
-        total.dropped += row.dropped;
-        total.stored += row.stored;
-        total.duplicates += row.duplicates;
-        total.api_vs_index.0 += row.api_vs_index.0;
-        total.api_vs_index.1 += row.api_vs_index.1;
-        total.violations.extend(row.violations.iter().cloned());
-    }
-    total
 }
 
 /// The conservation table, Markdown.

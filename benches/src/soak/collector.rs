@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 
 use super::super::procfs;
+use super::child::{kill, wait_or_kill};
 
 /// How a collector lifetime ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub struct RssSample {
     pub t_s: f64,
     /// `VmRSS`, MiB.
     pub mib: f64,
+    /// `VmHWM` (the peak so far), MiB.
+    pub peak_mib: f64,
 }
 
 /// A collector lifetime: the running process and its memory samples.
@@ -179,10 +182,10 @@ impl Collector {
 
     /// Records the resident memory now.
     pub fn sample(&mut self) -> anyhow::Result<()> {
-        let mib = procfs::status_mib(self.pid(), "VmRSS:")?;
         self.rss.push(RssSample {
             t_s: self.started.elapsed().as_secs_f64(),
-            mib,
+            mib: procfs::status_mib(self.pid(), "VmRSS:")?,
+            peak_mib: procfs::status_mib(self.pid(), "VmHWM:")?,
         });
         Ok(())
     }
@@ -221,17 +224,8 @@ impl Collector {
                 if !status.success() {
                     bail!("kill -TERM {} failed", self.pid());
                 }
-                let deadline = Instant::now() + timeout;
-                let status = loop {
-                    if let Some(status) = self.child.try_wait()? {
-                        break status;
-                    }
-                    if Instant::now() > deadline {
-                        let _ = self.child.kill();
-                        let _ = self.child.wait();
-                        bail!("the collector did not stop within {timeout:?} of SIGTERM");
-                    }
-                    std::thread::sleep(Duration::from_millis(50));
+                let Some(status) = wait_or_kill(&mut self.child, timeout)? else {
+                    bail!("the collector did not stop within {timeout:?} of SIGTERM");
                 };
                 if !status.success() {
                     bail!("the collector's graceful stop failed: {status}");
@@ -251,10 +245,7 @@ impl Collector {
 
 impl Drop for Collector {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill(&mut self.child);
     }
 }
 

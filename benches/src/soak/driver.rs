@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::agent::{AgentEnd, AgentLifetime, AgentProcess};
 use super::check::{self, AgentRun, LoadgenTally, Row, Stored};
+use super::child::{kill, wait_or_kill};
 use super::collector::{Collector, Lifetime, Setup, Stop, rss_flat};
 use super::counts::{Api, IndexRows, index_rows};
 use super::plan::{
@@ -50,7 +51,7 @@ impl Outcome {
         let mut out = check::render(&self.rows);
         out.push('\n');
         out.push_str(
-            "| collector lifetime | ended by | ran s | ready after s | RSS samples | RSS first / min / max MiB | middle third / last third mean MiB | peak (VmHWM) MiB | flat |\n|---|---|---|---|---|---|---|---|---|\n",
+            "| collector lifetime | ended by | ran s | ready after s | RSS samples | RSS first / min / max MiB | middle third / last third mean MiB | peak (VmHWM) at last sample / at stop MiB | flat |\n|---|---|---|---|---|---|---|---|---|\n",
         );
         for l in &self.lifetimes {
             let first = l.rss.first().map_or(0.0, |s| s.mib);
@@ -59,13 +60,14 @@ impl Outcome {
             let flat = rss_flat(&l.rss, plan.rss_min_samples, plan.rss_tolerance);
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.1} | {} | {first:.1} / {min:.1} / {max:.1} | {} | {:.1} | {} |",
+                "| {} | {} | {:.0} | {:.1} | {} | {first:.1} / {min:.1} / {max:.1} | {} | {:.1} / {:.1} | {} |",
                 l.number,
                 l.stop.signal(),
                 l.duration_s,
                 l.ready_s,
                 l.rss.len(),
                 flat.map_or("–".to_owned(), |(m, t, _)| format!("{m:.1} / {t:.1}")),
+                l.rss.last().map_or(0.0, |s| s.peak_mib),
                 l.peak_mib,
                 match flat {
                     None => "too short to judge",
@@ -87,6 +89,16 @@ fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The `service.version` of lifetime `lifetime` (from 1) of agent `agent`: its own for a
+/// lifetime that will be killed, else the agent's one version.
+fn version(plan: &Plan, agent: usize, lifetime: usize) -> String {
+    if plan.agent_hard_kills.contains(&(agent, lifetime)) {
+        format!("{agent}.killed{lifetime}")
+    } else {
+        format!("{agent}.0")
+    }
 }
 
 /// An agent lifetime with when it started and ended, seconds since the run's start.
@@ -151,17 +163,8 @@ impl Loadgen {
 
     /// Waits for the report (at most `timeout`).
     fn finish(mut self, timeout: Duration, log: &std::path::Path) -> anyhow::Result<LoadgenTally> {
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait()? {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                bail!("headlight loadgen did not finish within {timeout:?}");
-            }
-            std::thread::sleep(TICK);
+        let Some(status) = wait_or_kill(&mut self.child, timeout)? else {
+            bail!("headlight loadgen did not finish within {timeout:?}");
         };
         let out = self
             .stdout
@@ -182,10 +185,7 @@ impl Loadgen {
 
 impl Drop for Loadgen {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill(&mut self.child);
     }
 }
 
@@ -218,7 +218,7 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
         let process = AgentProcess::start(
             &programs.agent,
             &service,
-            &format!("{i}.1"),
+            &version(plan, i, 1),
             &endpoint,
             plan.agent_rate,
         )?;
@@ -232,7 +232,6 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
         });
     }
     let mut finished: Vec<Timed> = Vec::new();
-    let mut restarts = 0usize;
     let mut stops = plan.collector_stops.clone();
     stops.sort_by_key(|(at, _)| *at);
     let mut stops = stops.into_iter().peekable();
@@ -288,12 +287,11 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
             if now < due {
                 continue;
             }
-            let how = if plan.agent_hard_kills.contains(&restarts) {
+            let how = if plan.agent_hard_kills.contains(&(i, slot.lifetime)) {
                 AgentEnd::Killed
             } else {
                 AgentEnd::Graceful
             };
-            restarts += 1;
             if let Some(process) = slot.process.take() {
                 let lifetime = process.stop(how, AGENT_STOP_TIMEOUT)?;
                 eprintln!(
@@ -313,7 +311,7 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
             slot.process = Some(AgentProcess::start(
                 &programs.agent,
                 &slot.service,
-                &format!("{i}.{}", slot.lifetime),
+                &version(plan, i, slot.lifetime),
                 &endpoint,
                 plan.agent_rate,
             )?);
@@ -344,15 +342,18 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
         loadgen_stored.api +=
             api.transactions(&runtime, &format!("loadgen-{s}"), None, from_ms, to_ms)?;
     }
-    let mut agent_api = Vec::new();
-    for t in &finished {
-        agent_api.push(api.transactions(
-            &runtime,
-            &t.lifetime.service,
-            Some(&t.lifetime.version),
-            from_ms,
-            to_ms,
-        )?);
+    // Each (service, version): the graceful lifetimes of an agent share one, a killed lifetime
+    // has its own.
+    let mut versions: Vec<(String, String)> = finished
+        .iter()
+        .map(|t| (t.lifetime.service.clone(), t.lifetime.version.clone()))
+        .collect();
+    versions.sort();
+    versions.dedup();
+    let mut agent_api = HashMap::new();
+    for (service, version) in &versions {
+        let n = api.transactions(&runtime, service, Some(version), from_ms, to_ms)?;
+        agent_api.insert((service.clone(), version.clone()), n);
     }
     let number = lifetimes.len() + 1;
     lifetimes.push(collector.stop(Stop::Term, number, ready, COLLECTOR_TIMEOUT)?);
@@ -378,35 +379,26 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
         plan.loadgen_rate,
         kills_at.len() as u64,
     )];
-    let mut per_agent: HashMap<String, Vec<Row>> = HashMap::new();
-    let mut killed_rows = Vec::new();
-    for (t, api_count) in finished.iter().zip(agent_api) {
+    for (service, version) in &versions {
+        let group: Vec<&Timed> = finished
+            .iter()
+            .filter(|t| &t.lifetime.service == service && &t.lifetime.version == version)
+            .collect();
+        let from = group.iter().map(|t| t.from_s).fold(f64::INFINITY, f64::min);
+        let to = group.iter().map(|t| t.to_s).fold(0.0, f64::max);
         let run = AgentRun {
-            lifetime: t.lifetime.clone(),
-            collector_kills: kills_between(t.from_s, t.to_s),
+            lifetimes: group.iter().map(|t| t.lifetime.clone()).collect(),
+            collector_kills: kills_between(from, to),
             stored: Stored {
-                api: api_count,
-                index: index_of(&t.lifetime.service, Some(&t.lifetime.version)),
+                api: agent_api
+                    .get(&(service.clone(), version.clone()))
+                    .copied()
+                    .unwrap_or(0),
+                index: index_of(service, Some(version)),
             },
         };
-        let row = check::agent(&run, plan.agent_rate);
-        match t.lifetime.end {
-            AgentEnd::Graceful => per_agent
-                .entry(t.lifetime.service.clone())
-                .or_default()
-                .push(row),
-            AgentEnd::Killed => killed_rows.push(row),
-        }
+        rows.push(check::agent(&run, plan.agent_rate));
     }
-    let mut services: Vec<_> = per_agent.into_iter().collect();
-    services.sort_by(|a, b| a.0.cmp(&b.0));
-    for (service, graceful) in services {
-        rows.push(check::sum_rows(
-            format!("{service} ({} graceful lifetimes)", graceful.len()),
-            &graceful,
-        ));
-    }
-    rows.extend(killed_rows);
 
     let mut violations: Vec<String> = rows
         .iter()

@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod check;
+mod child;
 pub mod collector;
 pub mod counts;
 pub mod driver;

@@ -29,9 +29,11 @@ pub struct Plan {
     /// One entry per agent process (`soak-agent-<i>`): how often it is restarted (`None`:
     /// never).
     pub agent_restarts: Vec<Option<Duration>>,
-    /// Which agent restarts, counted over all agents in the order they happen from 0, stop the
-    /// process with SIGKILL instead of closing its stdin.
-    pub agent_hard_kills: Vec<usize>,
+    /// Which agent lifetimes, `(agent, lifetime)` counted from 1, end by SIGKILL instead of a
+    /// graceful stop. Such a lifetime reports `service.version` `<agent>.killed<lifetime>`, so
+    /// the store counts it apart; every other lifetime of agent `i` reports `<i>.0`, like a
+    /// service restarted without a new release (a fixed set of series).
+    pub agent_hard_kills: Vec<(usize, usize)>,
     /// When (since the start) the collector is stopped and started again, and how.
     pub collector_stops: Vec<(Duration, Stop)>,
     /// How often the collector's resident memory is sampled.
@@ -44,18 +46,19 @@ pub struct Plan {
 
 impl Plan {
     /// The 10-minute procedure: loadgen at `loadgen_rate`, three agents at 200 transactions/s
-    /// restarted every 60, 75 and 90 s (three of those restarts by SIGKILL), the collector
-    /// stopped by SIGTERM at a third and by SIGKILL at two thirds of `duration`.
+    /// restarted every 60, 75 and 90 s (three lifetimes end by SIGKILL), the collector stopped
+    /// by SIGTERM at a quarter and by SIGKILL at half of `duration`, so its last lifetime is long
+    /// enough for its memory to be judged after the warm-up.
     pub fn full(duration: Duration, loadgen_rate: u64) -> Self {
         Self {
             duration,
             loadgen_rate,
             agent_rate: 200,
             agent_restarts: [60, 75, 90].map(|s| Some(Duration::from_secs(s))).to_vec(),
-            agent_hard_kills: vec![1, 6, 11],
-            collector_stops: vec![(duration / 3, Stop::Term), (duration * 2 / 3, Stop::Kill)],
+            agent_hard_kills: vec![(1, 1), (0, 3), (2, 4)],
+            collector_stops: vec![(duration / 4, Stop::Term), (duration / 2, Stop::Kill)],
             rss_every: Duration::from_secs(2),
-            rss_min_samples: 45,
+            rss_min_samples: 120,
             rss_tolerance: 0.10,
         }
     }
