@@ -27,7 +27,7 @@ use super::counts::IndexRows;
 use super::plan::{AGENT_BATCH, LOADGEN_BATCH, LOADGEN_CONNECTIONS, LOADGEN_SPANS_PER_TRACE};
 
 /// The loadgen's report (`headlight loadgen --json`), spans.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadgenTally {
     /// Spans sent (each once, however often retried).
     pub sent: u64,
@@ -37,8 +37,10 @@ pub struct LoadgenTally {
     pub rejected: u64,
     /// Spans of requests that failed for good.
     pub failed: u64,
-    /// Retried attempts.
-    pub retries: u64,
+    /// Retried attempts, and why (`reason: count, …`).
+    pub retries: String,
+    /// Requests that failed for good, and why.
+    pub failures: String,
 }
 
 impl LoadgenTally {
@@ -54,10 +56,22 @@ impl LoadgenTally {
             accepted: n("spans_accepted")?,
             rejected: n("spans_rejected")?,
             failed: n("spans_failed")?,
-            retries: report["retries"]
-                .as_object()
-                .map_or(0, |m| m.values().filter_map(Value::as_u64).sum()),
+            retries: reasons(&report["retries"]),
+            failures: reasons(&report["failures"]),
         })
+    }
+}
+
+/// `{"reason": n, …}` as `reason: n, …` (`none` when empty).
+fn reasons(map: &Value) -> String {
+    let list: Vec<String> = map
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| format!("{k}: {v}")).collect())
+        .unwrap_or_default();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
     }
 }
 
@@ -133,7 +147,7 @@ fn duplicates_check(row: &mut Row, kills: u64, allowed_per_kill: u64) {
 }
 
 /// Checks the loadgen's row; `kills` is how many collector SIGKILLs happened while it sent.
-pub fn loadgen(tally: LoadgenTally, stored: Stored, rate: u64, kills: u64) -> Row {
+pub fn loadgen(tally: &LoadgenTally, stored: Stored, rate: u64, kills: u64) -> Row {
     let spans = LOADGEN_SPANS_PER_TRACE;
     let mut row = Row {
         source: "loadgen".to_owned(),

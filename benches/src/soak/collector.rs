@@ -84,6 +84,8 @@ pub struct RssSample {
     pub mib: f64,
     /// `VmHWM` (the peak so far), MiB.
     pub peak_mib: f64,
+    /// `RssAnon` (heap and stacks, no file pages), MiB.
+    pub anon_mib: f64,
 }
 
 /// A collector lifetime: the running process and its memory samples.
@@ -186,6 +188,7 @@ impl Collector {
             t_s: self.started.elapsed().as_secs_f64(),
             mib: procfs::status_mib(self.pid(), "VmRSS:")?,
             peak_mib: procfs::status_mib(self.pid(), "VmHWM:")?,
+            anon_mib: procfs::status_mib(self.pid(), "RssAnon:")?,
         });
         Ok(())
     }

@@ -76,10 +76,39 @@ impl Outcome {
                 }
             );
         }
+        // One sample every 30 s.
+        let step = usize::try_from(30_000 / plan.rss_every.as_millis().max(1))
+            .unwrap_or(1)
+            .max(1);
+        for l in &self.lifetimes {
+            let every: Vec<String> = l
+                .rss
+                .iter()
+                .step_by(step)
+                .map(|s| format!("{:.0}", s.mib))
+                .collect();
+            let anon: Vec<String> = l
+                .rss
+                .iter()
+                .step_by(step)
+                .map(|s| format!("{:.0}", s.anon_mib))
+                .collect();
+            let _ = writeln!(
+                out,
+                "\ncollector lifetime {}, every 30 s from its start: VmRSS {} MiB; RssAnon {} MiB",
+                l.number,
+                every.join(" "),
+                anon.join(" ")
+            );
+        }
         let _ = writeln!(
             out,
-            "\nloadgen retries {}; agent lifetimes {} ({} ended by SIGKILL); settled before counting: {}",
-            self.loadgen.retries, self.agent_lifetimes, self.agent_kills, self.settled
+            "\nloadgen retries: {}; loadgen failures: {}; agent lifetimes {} ({} ended by SIGKILL); settled before counting: {}",
+            self.loadgen.retries,
+            self.loadgen.failures,
+            self.agent_lifetimes,
+            self.agent_kills,
+            self.settled
         );
         out
     }
@@ -374,7 +403,7 @@ pub fn run(plan: &Plan, programs: &Programs) -> anyhow::Result<Outcome> {
     let kills_between =
         |from: f64, to: f64| kills_at.iter().filter(|&&k| k >= from && k <= to).count() as u64;
     let mut rows = vec![check::loadgen(
-        tally,
+        &tally,
         loadgen_stored,
         plan.loadgen_rate,
         kills_at.len() as u64,
