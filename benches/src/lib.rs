@@ -1,9 +1,12 @@
 //! Benchmarks, load generator and accuracy harness for Headlight; figures in `benches/RESULTS.md`.
 //!
-//! This library holds what the benches share: synthetic OTLP traffic with a known shape, and
-//! an in-process OTLP/gRPC [`sink`] for the agent's exporters.
+//! This library holds what the benches share: synthetic OTLP traffic with a known shape, an
+//! in-process OTLP/gRPC [`sink`] for the agent's exporters, what the drivers read from
+//! [`procfs`], and the [`soak`] procedure.
 
+pub mod procfs;
 pub mod sink;
+pub mod soak;
 
 use headlight_collector::pipeline::Pipeline;
 

@@ -24,10 +24,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use headlight_benches::procfs::{cpu_s, machine, status_mib};
 use headlight_collector::loadgen::{self, Plan, Protocol, Report, Shape};
-
-/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on Linux/x86_64).
-const TICKS_PER_S: f64 = 100.0;
 
 struct Args {
     headlight: PathBuf,
@@ -142,32 +140,6 @@ impl Server {
     }
 }
 
-/// The process's CPU time (user + system), s.
-fn cpu_s(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / TICKS_PER_S)
-}
-
-/// A `VmXXX:` line of `/proc/<pid>/status`, MiB.
-fn status_mib(pid: u32, key: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
-    let kib: f64 = line
-        .split_whitespace()
-        .nth(1)
-        .context("odd status line")?
-        .parse()?;
-    Ok(kib / 1024.0)
-}
-
 struct Run {
     report: Report,
     cpu_s: f64,
@@ -197,17 +169,9 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let machine = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_default();
     println!(
-        "collector_load: {} cores ({machine}), {} s per run, batch {}, {} connections, 5 spans per trace, 3 attributes per span, OTLP/gRPC",
-        std::thread::available_parallelism().map_or(0, usize::from),
+        "collector_load: {}, {} s per run, batch {}, {} connections, 5 spans per trace, 3 attributes per span, OTLP/gRPC",
+        machine(),
         args.duration.as_secs(),
         args.batch,
         args.connections
