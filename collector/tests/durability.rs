@@ -132,3 +132,127 @@ fn without_the_log_the_same_kill_loses_them() {
         "flushes were 10 minutes apart: nothing was written before the kill"
     );
 }
+
+/// A size-limited tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `kib` KiB. The tests run as root (CI installs packages with apt-get);
+    /// a machine where `mount` is refused fails here, saying so, rather than skipping.
+    fn mount(kib: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs (needs root): {status}"
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into `name` until the disk is full.
+    fn fill(&self, name: &str) {
+        use std::io::Write as _;
+        let mut file = std::fs::File::create(self.path().join(name)).unwrap();
+        let chunk = vec![0u8; 4096];
+        for _ in 0..100_000 {
+            if file
+                .write_all(&chunk)
+                .and_then(|()| file.sync_all())
+                .is_err()
+            {
+                return;
+            }
+        }
+        panic!("the disk never filled");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_a_retryable_refusal_and_loses_nothing_acknowledged() {
+    use common::otlp::{now_ns, request, server_span};
+    use headlight_collector::metrics::reasons::Reason as _;
+    use headlight_proto::otlp::collector::trace_service_client::TraceServiceClient;
+    use tonic_types::StatusExt as _;
+
+    let disk = SmallDisk::mount(4096);
+    let config = common::test_config(&disk.path().join("data"));
+    assert!(
+        config.durability.wal,
+        "the write-ahead log is on by default"
+    );
+    let server = headlight_collector::server::Server::start(config)
+        .await
+        .unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.otlp_grpc))
+        .await
+        .unwrap();
+    let end = now_ns() - 1_000_000_000;
+    let spans = |first: u8| -> Vec<_> {
+        (first..first + 20)
+            .map(|i| server_span(i, "GET /full", end, 2_000_000))
+            .collect()
+    };
+
+    // The disk is full: the log cannot take the request, so it is refused as retryable and
+    // nothing of it is accepted.
+    disk.fill("filler");
+    let refused = client.export(request("disk", spans(1))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.get_details_retry_info().is_some(), "{refused:?}");
+    let counters = server.pipeline().counters();
+    assert_eq!(
+        counters
+            .spans_accepted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // Space again: the client's retry is accepted, and it is what the store holds.
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    let response = client.export(request("disk", spans(1))).await.unwrap();
+    assert!(response.into_inner().partial_success.is_none());
+    // The disk fills once more before the flush: the store write fails and is retried, the
+    // collector keeps serving, and once there is space everything acknowledged is written.
+    disk.fill("filler");
+    assert!(
+        server.flush().await.is_err(),
+        "a store write on a full disk fails"
+    );
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
+    server.flush().await.unwrap();
+    assert_eq!(
+        common::stored_transactions(server.pipeline().store().as_ref(), 10),
+        20,
+        "every acknowledged transaction is stored, once"
+    );
+    let refusals: u64 = counters
+        .grpc_refused
+        .counts()
+        .filter(|(reason, _)| reason.label() == "log_unwritable")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(
+        refusals, 1,
+        "counted in headlight_export_requests_refused_total"
+    );
+    server.shutdown().await.unwrap();
+}
