@@ -277,6 +277,12 @@ impl Scalar<'_> {
 
 /// Reads an `AnyValue`; the last member of the oneof written wins, as in `prost`.
 fn scalar(any: &[u8]) -> Result<Scalar<'_>, WireError> {
+    scalar_at(any, 0)
+}
+
+/// [`scalar`] of an `AnyValue` nested `depth` lists deep; arrays and maps inside are checked
+/// (see [`nested`]), not read.
+fn scalar_at(any: &[u8], depth: u32) -> Result<Scalar<'_>, WireError> {
     let mut value = Scalar::None;
     for field in wire::fields(any) {
         let (number, v) = field?;
@@ -286,7 +292,7 @@ fn scalar(any: &[u8]) -> Result<Scalar<'_>, WireError> {
             3 => Scalar::Int(v.varint(3)? as i64),
             4 => Scalar::Double(f64::from_bits(v.fixed64(4)?)),
             5 | 6 => {
-                nested(v.bytes(number)?, number == 6, 1)?;
+                nested(v.bytes(number)?, number == 6, depth + 1)?;
                 Scalar::Nested
             }
             7 => {
@@ -314,7 +320,7 @@ fn nested(list: &[u8], keyed: bool, depth: u32) -> Result<(), WireError> {
         let (1, element) = field? else { continue };
         let element = element.bytes(1)?;
         if !keyed {
-            nested_any(element, depth)?;
+            scalar_at(element, depth)?;
             continue;
         }
         for field in wire::fields(element) {
@@ -322,33 +328,11 @@ fn nested(list: &[u8], keyed: bool, depth: u32) -> Result<(), WireError> {
                 (1, key) => {
                     key.str(1)?;
                 }
-                (2, any) => nested_any(any.bytes(2)?, depth)?,
+                (2, any) => {
+                    scalar_at(any.bytes(2)?, depth)?;
+                }
                 _ => {}
             }
-        }
-    }
-    Ok(())
-}
-
-/// Checks an `AnyValue` inside an array or a list (see [`nested`]).
-fn nested_any(any: &[u8], depth: u32) -> Result<(), WireError> {
-    for field in wire::fields(any) {
-        match field? {
-            (1, v) => {
-                v.str(1)?;
-            }
-            (2 | 3 | 8, v) => {
-                v.varint(2)?;
-            }
-            (4, v) => {
-                v.fixed64(4)?;
-            }
-            (5, v) => nested(v.bytes(5)?, false, depth + 1)?,
-            (6, v) => nested(v.bytes(6)?, true, depth + 1)?,
-            (7, v) => {
-                v.bytes(7)?;
-            }
-            _ => {}
         }
     }
     Ok(())

@@ -36,12 +36,23 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 #[derive(Debug, Clone)]
 pub struct OtlpGrpc {
     pipeline: Arc<Pipeline>,
+    /// gzip, accepted and sent.
+    encodings: EnabledCompressionEncodings,
+    /// `limits.max_request_bytes`.
+    limit: usize,
 }
 
 impl OtlpGrpc {
     /// Returns the service, accepting gzip and limited to `limits.max_request_bytes`.
     pub fn service(pipeline: Arc<Pipeline>) -> Self {
-        Self { pipeline }
+        let mut encodings = EnabledCompressionEncodings::default();
+        encodings.enable(CompressionEncoding::Gzip);
+        let limit = pipeline.config().limits.max_request_bytes;
+        Self {
+            pipeline,
+            encodings,
+            limit,
+        }
     }
 
     async fn export(
@@ -100,14 +111,12 @@ where
         if request.uri().path() != EXPORT_PATH {
             return Box::pin(async { Ok(Status::unimplemented("").into_http()) });
         }
-        let mut gzip = EnabledCompressionEncodings::default();
-        gzip.enable(CompressionEncoding::Gzip);
-        let limit = self.pipeline.config().limits.max_request_bytes;
+        let (encodings, limit) = (self.encodings, self.limit);
         let method = Export(self.clone());
         Box::pin(async move {
             let mut grpc =
                 tonic::server::Grpc::new(RawRequestCodec::<ExportTraceServiceResponse>::default())
-                    .apply_compression_config(gzip, gzip)
+                    .apply_compression_config(encodings, encodings)
                     .apply_max_message_size_config(Some(limit), None);
             Ok(grpc.unary(method, request).await)
         })
