@@ -1,5 +1,6 @@
 //! The data model of design.md §3: spans, transactions, series.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// A 16-byte trace id.
@@ -227,7 +228,10 @@ impl Span {
 /// Returns the transaction name of a transaction span: `"{method} {route}"` when both the
 /// method (`http.request.method`, or the older `http.method`) and `http.route` exist, else
 /// `"{rpc.service}/{rpc.method}"`, else the span name.
-pub fn transaction_name(span_name: &str, attribute: impl Fn(&str) -> Option<String>) -> String {
+pub fn transaction_name<'a>(
+    span_name: &str,
+    attribute: impl Fn(&str) -> Option<Cow<'a, str>>,
+) -> String {
     let method = attribute("http.request.method").or_else(|| attribute("http.method"));
     if let (Some(method), Some(route)) = (method, attribute("http.route")) {
         return format!("{method} {route}");
@@ -275,12 +279,13 @@ pub fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 mod tests {
     use super::*;
 
-    fn attrs(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    fn attrs<'a>(pairs: &'a [(&str, &'a str)]) -> impl Fn(&str) -> Option<Cow<'a, str>> {
+        move |key| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| Cow::Borrowed(*v))
+        }
     }
 
     #[test]

@@ -1,19 +1,21 @@
 //! What reached the collector, read two ways: the transaction counts a user sees through the
 //! API (`GET /api/v1/latency`, from the stored histograms), and the stored transaction index
-//! (one row per transaction, with its trace and span id) read from the SQLite file after the
-//! collector stopped, which tells distinct transactions from duplicates.
+//! (each transaction with its trace and span id) read from the SQLite file after the collector
+//! stopped, which tells distinct transactions from duplicates.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use headlight_collector::model::SeriesId;
+use headlight_collector::store::transaction_blocks;
 use serde_json::Value;
 
-/// Rows of the stored transaction index for one (service, version).
+/// Records of the stored transaction index for one (service, version).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexRows {
-    /// Rows.
+    /// Records.
     pub rows: u64,
     /// Distinct (trace id, span id): each transaction once.
     pub distinct: u64,
@@ -33,41 +35,40 @@ impl std::ops::AddAssign for IndexRows {
     }
 }
 
+/// A transaction: its trace id and span id.
+type TransactionId = ([u8; 16], [u8; 8]);
+
 /// Reads the transaction index of the store in `data_dir` (the collector must be stopped),
-/// per (service, version).
+/// per (service, version): its blocks (`transaction_blocks`), each record decoded.
 pub fn index_rows(data_dir: &Path) -> anyhow::Result<HashMap<(String, String), IndexRows>> {
     let path = data_dir.join("headlight.db");
     let conn = rusqlite::Connection::open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    let mut out: HashMap<(String, String), IndexRows> = HashMap::new();
-    let queries = [
-        "SELECT s.service, s.version, count(*) FROM transactions t \
-         JOIN series s ON s.id = t.series_id GROUP BY s.service, s.version",
-        "SELECT service, version, count(*) FROM (SELECT s.service, s.version FROM transactions t \
-         JOIN series s ON s.id = t.series_id \
-         GROUP BY s.service, s.version, t.trace_id, t.span_id) GROUP BY service, version",
-    ];
-    for (i, sql) in queries.into_iter().enumerate() {
-        let mut statement = conn.prepare(sql)?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (service, version, n) = row?;
-            let entry = out.entry((service, version)).or_default();
-            let n = u64::try_from(n)?;
-            if i == 0 {
-                entry.rows = n;
-            } else {
-                entry.distinct = n;
-            }
+    let mut rows: HashMap<(String, String), u64> = HashMap::new();
+    let mut distinct: HashMap<(String, String), HashSet<TransactionId>> = HashMap::new();
+    let mut statement = conn.prepare(
+        "SELECT s.service, s.version, b.series_id, b.records FROM transaction_blocks b \
+         JOIN series s ON s.id = b.series_id",
+    )?;
+    let mut blocks = statement.query([])?;
+    while let Some(block) = blocks.next()? {
+        let key = (block.get::<_, String>(0)?, block.get::<_, String>(1)?);
+        let series = SeriesId(block.get(2)?);
+        let records = transaction_blocks::decode(series, block.get_ref(3)?.as_blob()?)?;
+        let seen = distinct.entry(key.clone()).or_default();
+        let n = rows.entry(key).or_default();
+        for record in records {
+            *n += 1;
+            seen.insert((record.trace_id, record.span_id));
         }
     }
-    Ok(out)
+    Ok(rows
+        .into_iter()
+        .map(|(key, rows)| {
+            let distinct = distinct.get(&key).map_or(0, |d| d.len() as u64);
+            (key, IndexRows { rows, distinct })
+        })
+        .collect())
 }
 
 /// A small client for the collector's HTTP API.

@@ -6,6 +6,7 @@
 //! is processed with its whole local subtree, so self times and the breakdown are complete.
 
 use std::collections::VecDeque;
+use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant};
 
 use super::self_time::self_time_ns;
@@ -14,7 +15,7 @@ use crate::model::{Span, SpanId, TraceId};
 
 /// Longest parent chain followed; deeper (or cyclic) chains stay unresolved.
 const MAX_DEPTH: usize = 512;
-/// Transactions remembered for children that arrive after them.
+/// Slots of the memory of transactions for children that arrive after them (a power of two).
 const MAX_RECENT: usize = 65_536;
 
 /// A transaction with its local subtree, ready to aggregate.
@@ -50,9 +51,11 @@ pub(crate) struct Assembler {
     order: VecDeque<(TraceId, Instant)>,
     pending_spans: usize,
     evicted: u64,
-    recent: FastMap<TraceId, (u64, TransactionRef)>,
-    recent_order: VecDeque<(TraceId, u64)>,
-    recent_seq: u64,
+    /// The last transaction processed per trace, in a slot chosen by the trace id's hash; a
+    /// newer trace in the same slot replaces it. A write and a compare per transaction, where
+    /// a map and a queue of the last 65 536 cost an insert and a removal.
+    recent: Vec<Option<(TraceId, TransactionRef)>>,
+    recent_hasher: foldhash::fast::RandomState,
 }
 
 /// Spans up to which parents are found by a linear scan rather than a hash map (a trace's
@@ -118,9 +121,8 @@ impl Assembler {
             order: VecDeque::new(),
             pending_spans: 0,
             evicted: 0,
-            recent: FastMap::default(),
-            recent_order: VecDeque::new(),
-            recent_seq: 0,
+            recent: Vec::new(),
+            recent_hasher: foldhash::fast::RandomState::default(),
         }
     }
 
@@ -161,6 +163,17 @@ impl Assembler {
             })
             .collect();
         let self_ns = self_times(&spans, &parents);
+
+        // The usual case: one transaction and all of its subtree, as they came.
+        if let Some(Some(first)) = owners.first()
+            && owners.iter().all(|owner| *owner == Some(*first))
+        {
+            return vec![Assembled {
+                transaction_index: *first,
+                spans,
+                self_ns,
+            }];
+        }
 
         // One group per transaction, in the order of the transactions in `spans`.
         let mut group_of = vec![usize::MAX; spans.len()];
@@ -256,22 +269,24 @@ impl Assembler {
         out
     }
 
+    fn recent_slot(&self, trace_id: &TraceId) -> usize {
+        (self.recent_hasher.hash_one(trace_id) as usize) & (MAX_RECENT - 1)
+    }
+
     /// Remembers a processed transaction for children of its trace that arrive late.
     pub fn remember(&mut self, trace_id: TraceId, transaction: TransactionRef) {
-        self.recent_seq += 1;
-        self.recent.insert(trace_id, (self.recent_seq, transaction));
-        self.recent_order.push_back((trace_id, self.recent_seq));
-        while self.recent_order.len() > MAX_RECENT {
-            if let Some((old, seq)) = self.recent_order.pop_front()
-                && self.recent.get(&old).is_some_and(|(s, _)| *s == seq)
-            {
-                self.recent.remove(&old);
-            }
+        if self.recent.is_empty() {
+            self.recent = vec![None; MAX_RECENT];
         }
+        let slot = self.recent_slot(&trace_id);
+        self.recent[slot] = Some((trace_id, transaction));
     }
 
     /// The last transaction processed for a trace, if still remembered.
     pub fn recent(&self, trace_id: &TraceId) -> Option<TransactionRef> {
-        self.recent.get(trace_id).map(|(_, t)| *t)
+        match self.recent.get(self.recent_slot(trace_id))? {
+            Some((id, transaction)) if id == trace_id => Some(*transaction),
+            _ => None,
+        }
     }
 }

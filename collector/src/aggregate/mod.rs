@@ -188,15 +188,32 @@ impl Aggregator {
     pub fn apply(&mut self, spans: Vec<Span>, now: Instant) {
         self.stats.spans += spans.len() as u64;
         // Traces are processed in the order they first appear in the request, so which names
-        // fill a service's cardinality cap is first come, first served.
+        // fill a service's cardinality cap is first come, first served. A trace's spans are
+        // usually adjacent: runs of one trace id are found first, and looked up once a run.
+        let mut runs: Vec<(TraceId, usize)> = Vec::new();
+        for span in &spans {
+            match runs.last_mut() {
+                Some((trace_id, n)) if *trace_id == span.trace_id => *n += 1,
+                _ => runs.push((span.trace_id, 1)),
+            }
+        }
         let mut position: FastMap<TraceId, usize> = FastMap::default();
-        let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::new();
-        for span in spans {
-            let i = *position.entry(span.trace_id).or_insert_with(|| {
-                by_trace.push((span.trace_id, Vec::new()));
-                by_trace.len() - 1
-            });
-            by_trace[i].1.push(span);
+        position.reserve(runs.len());
+        let mut by_trace: Vec<(TraceId, Vec<Span>)> = Vec::with_capacity(runs.len());
+        let mut spans = spans.into_iter();
+        for (trace_id, n) in runs {
+            let run = spans.by_ref().take(n);
+            match position.entry(trace_id) {
+                std::collections::hash_map::Entry::Occupied(seen) => {
+                    by_trace[*seen.get()].1.extend(run);
+                }
+                std::collections::hash_map::Entry::Vacant(new) => {
+                    new.insert(by_trace.len());
+                    let mut trace = Vec::with_capacity(n);
+                    trace.extend(run);
+                    by_trace.push((trace_id, trace));
+                }
+            }
         }
         for (trace_id, spans) in by_trace {
             let assembled = self.assembler.assemble(trace_id, spans, now);

@@ -1,5 +1,6 @@
 //! OTLP trace data → validated [`Span`]s, with a count and a reason for every rejected span.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -254,13 +255,13 @@ enum Scalar<'a> {
     Nested,
 }
 
-impl Scalar<'_> {
-    fn string(self) -> Option<String> {
+impl<'a> Scalar<'a> {
+    fn string(self) -> Option<Cow<'a, str>> {
         match self {
-            Self::Str(s) => Some(s.to_owned()),
-            Self::Int(i) => Some(i.to_string()),
-            Self::Bool(b) => Some(b.to_string()),
-            Self::Double(d) => Some(d.to_string()),
+            Self::Str(s) => Some(Cow::Borrowed(s)),
+            Self::Int(i) => Some(Cow::Owned(i.to_string())),
+            Self::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Self::Double(d) => Some(Cow::Owned(d.to_string())),
             Self::None | Self::Nested => None,
         }
     }

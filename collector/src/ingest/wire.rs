@@ -95,7 +95,19 @@ pub fn fields(message: &[u8]) -> Fields<'_> {
 }
 
 impl<'a> Fields<'a> {
+    /// Tags, lengths and small numbers are one byte; longer varints take [`Self::long_varint`].
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
+        match self.buf.split_first() {
+            Some((&byte, rest)) if byte < 0x80 => {
+                self.buf = rest;
+                Ok(u64::from(byte))
+            }
+            _ => self.long_varint(),
+        }
+    }
+
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for (i, &byte) in self.buf.iter().enumerate().take(10) {
             value |= u64::from(byte & 0x7f) << (7 * i);
@@ -114,6 +126,7 @@ impl<'a> Fields<'a> {
         })
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated);
@@ -123,6 +136,7 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
         let key = self.varint()?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError::Varint)?;
@@ -153,6 +167,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    #[inline]
     fn value(&mut self, wire_type: u8) -> Result<Value<'a>, WireError> {
         Ok(match wire_type {
             0 => Value::Varint(self.varint()?),
@@ -174,6 +189,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.buf.is_empty() {

@@ -10,9 +10,11 @@ mod alert_codes;
 mod clickhouse;
 mod clickhouse_http;
 mod clickhouse_meta;
+mod span_groups;
 mod sqlite;
 mod sqlite_alerts;
 mod sqlite_deploys;
+pub mod transaction_blocks;
 
 pub use clickhouse::{ClickHouseStore, Credentials, RetentionAges};
 pub use sqlite::SqliteStore;

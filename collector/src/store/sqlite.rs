@@ -11,7 +11,8 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::{
     BreakdownDelta, HistogramDelta, RetentionCutoffs, RetentionReport, SeriesFilter, SeriesRecord,
-    Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch,
+    Store, StoreError, TransactionQuery, TransactionRecord, WriteBatch, span_groups,
+    transaction_blocks,
 };
 use crate::aggregate::histogram::{self, LatencyStats};
 use crate::alert::store::{AlertQuery, AlertRecord, OutboxEntry};
@@ -19,19 +20,11 @@ use crate::deploys::{Deploy, DeployQuery};
 use crate::model::{Attributes, SeriesId, SeriesKey, Span, SpanKind, TraceId};
 
 /// Version 2 added `deploys` and `comparisons`, version 3 `alerts` and `outbox`, version 4
-/// `claims`; older files are upgraded in place (the tables are created, nothing else changes).
-const SCHEMA_VERSION: i64 = 5;
-
-/// Version 5 keeps the transaction index clustered by (series, end) with no other index: one
-/// B-tree insert per transaction instead of three (the rowid table and two indexes). The old
-/// table is renamed (its indexes go with it), [`SCHEMA`] creates the new one, the rows move.
-const UPGRADE_TRANSACTIONS_TO_5: [&str; 3] = [
-    "ALTER TABLE transactions RENAME TO transactions_v4;",
-    SCHEMA,
-    "INSERT OR IGNORE INTO transactions (series_id, end_ns, span_id, duration_us, error, trace_id)
-         SELECT series_id, end_ns, span_id, duration_us, error, trace_id FROM transactions_v4;
-     DROP TABLE transactions_v4;",
-];
+/// `claims`, version 5 clustered the transaction index by (series, end); version 6 keeps the
+/// transaction index in blocks (`transaction_blocks.rs`) and the spans in groups by trace
+/// (`span_groups.rs`). Older files are upgraded in place: the new tables are created and the
+/// old rows move ([`upgrade_transactions_to_blocks`], [`upgrade_spans_to_groups`]).
+const SCHEMA_VERSION: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,32 +59,25 @@ CREATE TABLE IF NOT EXISTS breakdown (
     self_us INTEGER NOT NULL,
     PRIMARY KEY (series_id, resolution_s, window_start_ms, operation, kind)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS transactions (
+CREATE TABLE IF NOT EXISTS transaction_blocks (
+    id INTEGER PRIMARY KEY,
     series_id INTEGER NOT NULL,
-    end_ns INTEGER NOT NULL,
-    span_id BLOB NOT NULL,
-    duration_us INTEGER NOT NULL,
-    error INTEGER NOT NULL,
+    first_end_ns INTEGER NOT NULL,
+    last_end_ns INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    records BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transaction_blocks_by_series
+    ON transaction_blocks (series_id, last_end_ns);
+CREATE TABLE IF NOT EXISTS span_groups (
+    id INTEGER PRIMARY KEY,
     trace_id BLOB NOT NULL,
-    PRIMARY KEY (series_id, end_ns, span_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS spans (
-    trace_id BLOB NOT NULL,
-    span_id BLOB NOT NULL,
-    parent_span_id BLOB,
-    service TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    version TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    start_ns INTEGER NOT NULL,
     end_ns INTEGER NOT NULL,
-    error INTEGER NOT NULL,
-    txn TEXT,
-    attributes TEXT NOT NULL,
-    PRIMARY KEY (trace_id, span_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS spans_by_end ON spans (end_ns);
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS span_groups_by_trace ON span_groups (trace_id);
+CREATE INDEX IF NOT EXISTS span_groups_by_end ON span_groups (end_ns);
 CREATE TABLE IF NOT EXISTS deploys (
     id TEXT PRIMARY KEY,
     service TEXT NOT NULL,
@@ -168,7 +154,7 @@ impl SqliteStore {
             StoreError::Backend(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         let path = dir.join("headlight.db");
-        let writer = Self::connect(&path)?;
+        let mut writer = Self::connect(&path)?;
         writer
             .execute_batch("PRAGMA journal_mode = WAL;")
             .map_err(backend)?;
@@ -191,16 +177,16 @@ impl SqliteStore {
                     .map_err(backend)?;
             }
             Some(Ok(SCHEMA_VERSION)) => {}
-            Some(Ok(1..=4)) => {
-                writer
-                    .execute_batch(&format!(
-                        "BEGIN;
-                         {}
-                         UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';
-                         COMMIT;",
-                        UPGRADE_TRANSACTIONS_TO_5.join("\n")
-                    ))
-                    .map_err(backend)?;
+            Some(Ok(1..=5)) => {
+                let tx = writer.transaction().map_err(backend)?;
+                upgrade_transactions_to_blocks(&tx)?;
+                upgrade_spans_to_groups(&tx)?;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema_version'",
+                    [SCHEMA_VERSION.to_string()],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
             }
             Some(other) => {
                 return Err(StoreError::Corrupt(format!(
@@ -260,28 +246,177 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-/// Deletes the transactions that ended before `before_ns`: one primary-key range per series
-/// (the table has no index by time), the series found by stepping through the key.
-fn delete_old_transactions(conn: &Connection, before_ns: i64) -> Result<usize, StoreError> {
+/// Moves the rows of the transaction index of versions 1–5 (a `transactions` table, one row
+/// per transaction, the same columns in every version) into blocks, and drops it.
+fn upgrade_transactions_to_blocks(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    /// Records moved per batch of blocks (a slot cut by a batch's end is two blocks: readers
+    /// take any number per slot).
+    const BATCH: usize = 100_000;
+    if !table_exists(tx, "transactions")? {
+        return Ok(());
+    }
+    {
+        let mut stmt = tx
+            .prepare(
+                "SELECT series_id, end_ns, duration_us, error, trace_id, span_id
+                 FROM transactions ORDER BY series_id, end_ns, span_id",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([]).map_err(backend)?;
+        let mut batch: Vec<TransactionRecord> = Vec::with_capacity(BATCH);
+        while let Some(row) = rows.next().map_err(backend)? {
+            let record = transaction_from_row(row).map_err(backend)?;
+            // Versions 1–4 could hold a transaction twice; the copies are adjacent here.
+            if batch.last().is_some_and(|last| {
+                (last.series, last.end_ns, last.span_id)
+                    == (record.series, record.end_ns, record.span_id)
+            }) {
+                continue;
+            }
+            if batch.len() == BATCH {
+                insert_transaction_blocks(tx, &batch)?;
+                batch.clear();
+            }
+            batch.push(record);
+        }
+        insert_transaction_blocks(tx, &batch)?;
+    }
+    tx.execute_batch("DROP TABLE transactions;")
+        .map_err(backend)
+}
+
+fn transaction_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
+    let trace: Vec<u8> = r.get(4)?;
+    let span: Vec<u8> = r.get(5)?;
+    Ok(TransactionRecord {
+        series: SeriesId(r.get(0)?),
+        end_ns: r.get(1)?,
+        duration_us: to_u64(r.get(2)?),
+        error: r.get(3)?,
+        trace_id: trace.try_into().unwrap_or_default(),
+        span_id: span.try_into().unwrap_or_default(),
+    })
+}
+
+fn insert_transaction_blocks(
+    conn: &Connection,
+    transactions: &[TransactionRecord],
+) -> Result<(), StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO transaction_blocks (series_id, first_end_ns, last_end_ns, count, records)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(backend)?;
+    for block in transaction_blocks::blocks(transactions) {
+        stmt.execute(params![
+            block.series.0,
+            block.first_end_ns,
+            block.last_end_ns,
+            to_i64(block.count as u64),
+            block.data
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn insert_span_groups(conn: &Connection, spans: &[Span]) -> Result<(), StoreError> {
+    let groups = span_groups::groups(spans);
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO span_groups (trace_id, end_ns, count, data) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(backend)?;
+    for group in groups {
+        stmt.execute(params![
+            &group.trace_id[..],
+            group.end_ns,
+            to_i64(group.count as u64),
+            group.data
+        ])
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Moves the spans of versions 1–5 (a `spans` table, one row per span) into groups, and drops
+/// it.
+fn upgrade_spans_to_groups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    /// Spans moved per batch of groups (a trace cut by a batch's end is two groups: readers
+    /// take any number per trace).
+    const BATCH: usize = 20_000;
+    if !table_exists(tx, "spans")? {
+        return Ok(());
+    }
+    {
+        let mut stmt = tx
+            .prepare(
+                "SELECT trace_id, span_id, parent_span_id, service, environment, version, name,
+                        kind, start_ns, end_ns, error, txn, attributes
+                 FROM spans ORDER BY trace_id",
+            )
+            .map_err(backend)?;
+        let mut rows = stmt.query([]).map_err(backend)?;
+        let mut batch: Vec<Span> = Vec::with_capacity(BATCH);
+        while let Some(row) = rows.next().map_err(backend)? {
+            let (mut span, attributes) = span_from_row(row).map_err(backend)?;
+            // Unreadable attributes (never written so) do not stop the upgrade.
+            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&attributes) {
+                span.attributes = Attributes::Json(map);
+            }
+            if batch.len() == BATCH {
+                insert_span_groups(tx, &batch)?;
+                batch.clear();
+            }
+            batch.push(span);
+        }
+        insert_span_groups(tx, &batch)?;
+    }
+    tx.execute_batch("DROP TABLE spans;").map_err(backend)
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .map_err(backend)
+}
+
+/// Deletes the blocks of the transaction index whose newest transaction ended before
+/// `before_ns`, one index range per series (the series found by stepping through the index);
+/// returns how many transactions they held.
+fn delete_old_transactions(conn: &Connection, before_ns: i64) -> Result<u64, StoreError> {
     let mut next_series = conn
         .prepare_cached(
-            "SELECT series_id FROM transactions WHERE series_id > ?1 ORDER BY series_id LIMIT 1",
+            "SELECT series_id FROM transaction_blocks WHERE series_id > ?1
+             ORDER BY series_id LIMIT 1",
         )
         .map_err(backend)?;
     let mut delete = conn
-        .prepare_cached("DELETE FROM transactions WHERE series_id = ?1 AND end_ns < ?2")
+        .prepare_cached(
+            "DELETE FROM transaction_blocks WHERE series_id = ?1 AND last_end_ns < ?2
+             RETURNING count",
+        )
         .map_err(backend)?;
     let mut deleted = 0;
     // The smallest id is found apart (ids are any i64, MIN included).
     let mut first = conn
-        .prepare_cached("SELECT series_id FROM transactions ORDER BY series_id LIMIT 1")
+        .prepare_cached("SELECT series_id FROM transaction_blocks ORDER BY series_id LIMIT 1")
         .map_err(backend)?;
     let mut series: Option<i64> = first
         .query_row([], |r| r.get(0))
         .optional()
         .map_err(backend)?;
     while let Some(id) = series {
-        deleted += delete.execute(params![id, before_ns]).map_err(backend)?;
+        let counts = delete
+            .query_map(params![id, before_ns], |r| r.get::<_, i64>(0))
+            .map_err(backend)?;
+        for count in counts {
+            deleted += to_u64(count.map_err(backend)?);
+        }
         series = if id == i64::MAX {
             None
         } else {
@@ -468,58 +603,8 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
             }
         }
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    // A transaction delivered twice (a retried export, a replayed log) is
-                    // indexed once.
-                    "INSERT OR IGNORE INTO transactions
-                     (end_ns, duration_us, series_id, error, trace_id, span_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(backend)?;
-            for t in &batch.transactions {
-                stmt.execute(params![
-                    t.end_ns,
-                    to_i64(t.duration_us),
-                    t.series.0,
-                    t.error,
-                    &t.trace_id[..],
-                    &t.span_id[..]
-                ])
-                .map_err(backend)?;
-            }
-        }
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO spans
-                     (trace_id, span_id, parent_span_id, service, environment, version, name, kind,
-                      start_ns, end_ns, error, txn, attributes)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                )
-                .map_err(backend)?;
-            for s in &batch.spans {
-                let attributes = serde_json::to_string(&s.attributes.to_json())
-                    .map_err(|e| StoreError::Backend(format!("cannot encode attributes: {e}")))?;
-                stmt.execute(params![
-                    &s.trace_id[..],
-                    &s.span_id[..],
-                    s.parent_span_id.as_ref().map(|p| &p[..]),
-                    s.service,
-                    s.environment,
-                    s.version,
-                    s.name,
-                    s.kind.as_str(),
-                    s.start_ns,
-                    s.end_ns,
-                    s.error,
-                    s.transaction,
-                    attributes
-                ])
-                .map_err(backend)?;
-            }
-        }
+        insert_transaction_blocks(&tx, &batch.transactions)?;
+        insert_span_groups(&tx, &batch.spans)?;
         tx.commit().map_err(backend)
     }
 
@@ -649,91 +734,66 @@ impl Store for SqliteStore {
         if query.series.is_empty() || query.limit == 0 {
             return Ok(Vec::new());
         }
+        let min_us = query.min_us.unwrap_or(0);
+        let max_us = query.max_us.unwrap_or(u64::MAX);
         self.with_reader(|conn| {
-            let mut out = Vec::new();
+            let mut newest = transaction_blocks::Newest::new(query.limit);
             for chunk in query.series.chunks(MAX_SERIES_PER_QUERY) {
+                // Blocks newest first, so the scan ends once `limit` newer transactions are
+                // kept.
                 let sql = format!(
-                    "SELECT series_id, end_ns, duration_us, error, trace_id, span_id
-                     FROM transactions
-                     WHERE end_ns >= ? AND end_ns < ? AND duration_us >= ? AND duration_us <= ?
-                       AND (? < 0 OR error = ?) AND series_id IN ({})
-                     ORDER BY end_ns DESC LIMIT ?",
+                    "SELECT series_id, last_end_ns, records FROM transaction_blocks
+                     WHERE last_end_ns >= ? AND first_end_ns < ? AND series_id IN ({})
+                     ORDER BY last_end_ns DESC",
                     placeholders(chunk.len())
                 );
                 let mut stmt = conn.prepare(&sql).map_err(backend)?;
-                let error_filter = match query.error {
-                    None => -1,
-                    Some(e) => i64::from(e),
-                };
-                let head = [
-                    query.from_ns,
-                    query.to_ns,
-                    to_i64(query.min_us.unwrap_or(0)),
-                    to_i64(query.max_us.unwrap_or(u64::MAX)),
-                    error_filter,
-                    error_filter,
-                ];
-                let args = head
+                let args = [query.from_ns, query.to_ns]
                     .into_iter()
-                    .chain(chunk.iter().map(|s| s.0))
-                    .chain(std::iter::once(to_i64(query.limit as u64)));
-                let rows = stmt
-                    .query_map(params_from_iter(args), |r| {
-                        let trace: Vec<u8> = r.get(4)?;
-                        let span: Vec<u8> = r.get(5)?;
-                        let mut trace_id = [0u8; 16];
-                        let mut span_id = [0u8; 8];
-                        if trace.len() == 16 {
-                            trace_id.copy_from_slice(&trace);
-                        }
-                        if span.len() == 8 {
-                            span_id.copy_from_slice(&span);
-                        }
-                        Ok(TransactionRecord {
-                            series: SeriesId(r.get(0)?),
-                            end_ns: r.get(1)?,
-                            duration_us: to_u64(r.get(2)?),
-                            error: r.get(3)?,
-                            trace_id,
-                            span_id,
-                        })
-                    })
-                    .map_err(backend)?;
-                for row in rows {
-                    out.push(row.map_err(backend)?);
+                    .chain(chunk.iter().map(|s| s.0));
+                let mut rows = stmt.query(params_from_iter(args)).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let last_end_ns: i64 = row.get(1).map_err(backend)?;
+                    if !newest.wants(last_end_ns) {
+                        break;
+                    }
+                    let series = SeriesId(row.get(0).map_err(backend)?);
+                    let data = row.get_ref(2).map_err(backend)?.as_blob().map_err(|e| {
+                        StoreError::Corrupt(format!("transaction index block: {e}"))
+                    })?;
+                    let records = transaction_blocks::decode(series, data)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    for t in records.filter(|t| {
+                        (query.from_ns..query.to_ns).contains(&t.end_ns)
+                            && (min_us..=max_us).contains(&t.duration_us)
+                            && query.error.is_none_or(|e| e == t.error)
+                    }) {
+                        newest.offer(t);
+                    }
                 }
             }
-            out.sort_by_key(|t| std::cmp::Reverse(t.end_ns));
-            out.truncate(query.limit);
-            Ok(out)
+            Ok(newest.finish())
         })
     }
 
     fn trace(&self, trace_id: &TraceId) -> Result<Vec<Span>, StoreError> {
         self.with_reader(|conn| {
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT trace_id, span_id, parent_span_id, service, environment, version, name,
-                            kind, start_ns, end_ns, error, txn, attributes
-                     FROM spans WHERE trace_id = ?1",
-                )
+                .prepare_cached("SELECT data FROM span_groups WHERE trace_id = ?1 ORDER BY id")
                 .map_err(backend)?;
-            let rows = stmt
-                .query_map([&trace_id[..]], span_from_row)
-                .map_err(backend)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (mut span, attributes) = row.map_err(backend)?;
-                span.attributes = match serde_json::from_str(&attributes) {
-                    Ok(serde_json::Value::Object(map)) => Attributes::Json(map),
-                    _ => {
-                        return Err(StoreError::Corrupt(format!(
-                            "span {} has unreadable attributes",
-                            crate::model::hex(&span.span_id)
-                        )));
-                    }
-                };
-                out.push(span);
+            let mut rows = stmt.query([&trace_id[..]]).map_err(backend)?;
+            let (mut seen, mut out) = (std::collections::HashSet::new(), Vec::new());
+            while let Some(row) = rows.next().map_err(backend)? {
+                let data =
+                    row.get_ref(0).map_err(backend)?.as_blob().map_err(|e| {
+                        StoreError::Corrupt(format!("stored spans of a trace: {e}"))
+                    })?;
+                span_groups::decode_into(*trace_id, data, &mut seen, &mut out).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "stored spans of trace {}: {e}",
+                        crate::model::hex(trace_id)
+                    ))
+                })?;
             }
             Ok(out)
         })
@@ -767,16 +827,20 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
         let transactions = delete_old_transactions(&conn, raw_ns)?;
-        let spans = conn
-            .execute("DELETE FROM spans WHERE end_ns < ?1", [raw_ns])
+        let spans: i64 = conn
+            .prepare_cached("DELETE FROM span_groups WHERE end_ns < ?1 RETURNING count")
+            .and_then(|mut stmt| {
+                stmt.query_map([raw_ns], |r| r.get::<_, i64>(0))?
+                    .sum::<rusqlite::Result<i64>>()
+            })
             .map_err(backend)?;
         let deploys = super::sqlite_deploys::enforce_retention(&conn, cutoffs.deploys_before_ms())?;
         let alerts = super::sqlite_alerts::enforce_retention(&conn, cutoffs.deploys_before_ms())?;
         Ok(RetentionReport {
             histograms: histograms as u64,
             breakdown: breakdown as u64,
-            transactions: transactions as u64,
-            spans: spans as u64,
+            transactions,
+            spans: to_u64(spans),
             deploys,
             alerts,
         })
@@ -872,67 +936,142 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_version_4_transaction_index_is_upgraded_in_place() {
+    /// Writes a transaction index of an older version and the spans table of versions 1–5,
+    /// opens the store, and returns what it lists for series 7 and the version then recorded.
+    fn upgrade(old_index: &str, version: i64) -> (Vec<(i64, u64, bool)>, String) {
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(dir.path()).unwrap());
         let conn = Connection::open(dir.path().join("headlight.db")).unwrap();
-        // The layout of version 4: a rowid table and two indexes; one row sent twice.
-        conn.execute_batch(
-            "DROP TABLE transactions;
-             CREATE TABLE transactions (end_ns INTEGER NOT NULL, duration_us INTEGER NOT NULL,
-                 series_id INTEGER NOT NULL, error INTEGER NOT NULL, trace_id BLOB NOT NULL,
-                 span_id BLOB NOT NULL);
-             CREATE INDEX transactions_by_series ON transactions (series_id, end_ns);
-             CREATE INDEX transactions_by_end ON transactions (end_ns);
+        conn.execute_batch(&format!(
+            "DROP TABLE transaction_blocks;
+             DROP TABLE span_groups;
+             {old_index}
+             CREATE TABLE spans (trace_id BLOB NOT NULL, span_id BLOB NOT NULL,
+                 parent_span_id BLOB, service TEXT NOT NULL, environment TEXT NOT NULL,
+                 version TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+                 start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL, error INTEGER NOT NULL,
+                 txn TEXT, attributes TEXT NOT NULL, PRIMARY KEY (trace_id, span_id))
+                 WITHOUT ROWID;
+             CREATE INDEX spans_by_end ON spans (end_ns);
+             INSERT INTO spans VALUES
+                 (x'02020202020202020202020202020202', x'0202020202020202', NULL, 's', 'e', 'v',
+                  'GET /a', 'server', 1000, 2000, 1, 'GET /a', '{{\"http.route\":\"/a\"}}'),
+                 (x'02020202020202020202020202020202', x'0505050505050505', x'0202020202020202',
+                  's', 'e', 'v', 'SELECT', 'client', 1100, 1900, 0, NULL, '{{}}'),
+                 (x'09090909090909090909090909090909', x'0909090909090909', NULL, 's', 'e', 'v',
+                  'GET /b', 'server', 1000, 2000, 0, 'GET /b', '{{}}');
              INSERT INTO series VALUES (7, 's', 'e', 'v', 't', 0);
-             INSERT INTO transactions VALUES
-                 (1000, 5, 7, 0, x'01010101010101010101010101010101', x'0101010101010101'),
-                 (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202'),
-                 (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202');
-             UPDATE meta SET value = '4' WHERE key = 'schema_version';",
-        )
+             INSERT INTO transactions (end_ns, duration_us, series_id, error, trace_id, span_id)
+             VALUES (1000, 5, 7, 0, x'01010101010101010101010101010101', x'0101010101010101'),
+                    (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202'),
+                    (25000000000, 3, 7, 0, x'03030303030303030303030303030303',
+                     x'0303030303030303'),
+                    (2000, 4, 8, 0, x'04040404040404040404040404040404', x'0404040404040404');
+             UPDATE meta SET value = '{version}' WHERE key = 'schema_version';"
+        ))
         .unwrap();
+        if version < 5 {
+            // One row sent twice, which version 4 kept twice.
+            conn.execute_batch(
+                "INSERT INTO transactions VALUES
+                 (2000, 9, 7, 1, x'02020202020202020202020202020202', x'0202020202020202');",
+            )
+            .unwrap();
+        }
         drop(conn);
         let store = SqliteStore::open(dir.path()).unwrap();
         let query = TransactionQuery {
             series: vec![SeriesId(7)],
             from_ns: 0,
-            to_ns: 10_000,
+            to_ns: i64::MAX,
             min_us: None,
             max_us: None,
             error: None,
             limit: 10,
         };
-        let rows = store.transactions(&query).unwrap();
-        let ends: Vec<(i64, u64, bool)> = rows
+        let rows = store
+            .transactions(&query)
+            .unwrap()
             .iter()
             .map(|t| (t.end_ns, t.duration_us, t.error))
             .collect();
+        let trace: Vec<(u8, Option<u8>, String, bool, serde_json::Value)> = store
+            .trace(&[2; 16])
+            .unwrap()
+            .into_iter()
+            .map(|s| {
+                (
+                    s.span_id[0],
+                    s.parent_span_id.map(|p| p[0]),
+                    s.name,
+                    s.error,
+                    serde_json::Value::Object(s.attributes.into_json()),
+                )
+            })
+            .collect();
         assert_eq!(
-            ends,
-            vec![(2000, 9, true), (1000, 5, false)],
-            "the copy is indexed once"
+            trace,
+            vec![
+                (
+                    2,
+                    None,
+                    "GET /a".into(),
+                    true,
+                    serde_json::json!({"http.route": "/a"})
+                ),
+                (5, Some(2), "SELECT".into(), false, serde_json::json!({})),
+            ]
         );
+        assert_eq!(store.trace(&[9; 16]).unwrap().len(), 1);
         let conn = Connection::open(dir.path().join("headlight.db")).unwrap();
-        let (sql, indexes): (String, i64) = conn
+        let old_tables: i64 = conn
             .query_row(
-                "SELECT sql, (SELECT count(*) FROM sqlite_master WHERE tbl_name = 'transactions'
-                              AND type = 'index' AND sql IS NOT NULL)
-                 FROM sqlite_master WHERE name = 'transactions'",
+                "SELECT count(*) FROM sqlite_master
+                 WHERE tbl_name = 'transactions' OR tbl_name = 'spans'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )
             .unwrap();
-        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
-        assert_eq!(indexes, 0);
-        let version: String = conn
+        assert_eq!(
+            old_tables, 0,
+            "the old tables are dropped with their indexes"
+        );
+        let version = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
+        (rows, version)
+    }
+
+    #[test]
+    fn older_transaction_indexes_and_spans_are_upgraded_in_place() {
+        let expected = vec![
+            (25_000_000_000, 3, false),
+            (2000, 9, true),
+            (1000, 5, false),
+        ];
+        // Version 4: a rowid table and two indexes.
+        let (rows, version) = upgrade(
+            "CREATE TABLE transactions (end_ns INTEGER NOT NULL, duration_us INTEGER NOT NULL,
+                 series_id INTEGER NOT NULL, error INTEGER NOT NULL, trace_id BLOB NOT NULL,
+                 span_id BLOB NOT NULL);
+             CREATE INDEX transactions_by_series ON transactions (series_id, end_ns);
+             CREATE INDEX transactions_by_end ON transactions (end_ns);",
+            4,
+        );
+        assert_eq!(rows, expected, "the copy is indexed once");
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+        // Version 5: clustered by (series, end, span).
+        let (rows, version) = upgrade(
+            "CREATE TABLE transactions (series_id INTEGER NOT NULL, end_ns INTEGER NOT NULL,
+                 span_id BLOB NOT NULL, duration_us INTEGER NOT NULL, error INTEGER NOT NULL,
+                 trace_id BLOB NOT NULL, PRIMARY KEY (series_id, end_ns, span_id)) WITHOUT ROWID;",
+            5,
+        );
+        assert_eq!(rows, expected);
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 
