@@ -246,43 +246,52 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-/// Moves the rows of the transaction index of versions 1–5 (a `transactions` table, one row
-/// per transaction, the same columns in every version) into blocks, and drops it.
-fn upgrade_transactions_to_blocks(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    /// Records moved per batch of blocks (a slot cut by a batch's end is two blocks: readers
-    /// take any number per slot).
-    const BATCH: usize = 100_000;
-    if !table_exists(tx, "transactions")? {
+/// Moves the rows of an old table (if it exists) into their new form, `batch` rows at a time
+/// (`select` reads them, `read` converts a row, `write` stores a batch), and drops it.
+fn move_old_rows<T>(
+    tx: &rusqlite::Transaction<'_>,
+    (table, select): (&str, &str),
+    batch: usize,
+    read: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    write: impl Fn(&Connection, &mut Vec<T>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if !table_exists(tx, table)? {
         return Ok(());
     }
     {
-        let mut stmt = tx
-            .prepare(
-                "SELECT series_id, end_ns, duration_us, error, trace_id, span_id
-                 FROM transactions ORDER BY series_id, end_ns, span_id",
-            )
-            .map_err(backend)?;
+        let mut stmt = tx.prepare(select).map_err(backend)?;
         let mut rows = stmt.query([]).map_err(backend)?;
-        let mut batch: Vec<TransactionRecord> = Vec::with_capacity(BATCH);
+        let mut moved: Vec<T> = Vec::with_capacity(batch);
         while let Some(row) = rows.next().map_err(backend)? {
-            let record = transaction_from_row(row).map_err(backend)?;
-            // Versions 1–4 could hold a transaction twice; the copies are adjacent here.
-            if batch.last().is_some_and(|last| {
-                (last.series, last.end_ns, last.span_id)
-                    == (record.series, record.end_ns, record.span_id)
-            }) {
-                continue;
+            if moved.len() == batch {
+                write(tx, &mut moved)?;
+                moved.clear();
             }
-            if batch.len() == BATCH {
-                insert_transaction_blocks(tx, &batch)?;
-                batch.clear();
-            }
-            batch.push(record);
+            moved.push(read(row).map_err(backend)?);
         }
-        insert_transaction_blocks(tx, &batch)?;
+        write(tx, &mut moved)?;
     }
-    tx.execute_batch("DROP TABLE transactions;")
+    tx.execute_batch(&format!("DROP TABLE {table};"))
         .map_err(backend)
+}
+
+/// Moves the rows of the transaction index of versions 1–5 (a `transactions` table, one row
+/// per transaction, the same columns in every version) into blocks, 100 000 at a time (a slot
+/// cut by a batch's end is two blocks: readers take any number per slot).
+fn upgrade_transactions_to_blocks(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    let select = "SELECT series_id, end_ns, duration_us, error, trace_id, span_id
+                  FROM transactions ORDER BY series_id, end_ns, span_id";
+    move_old_rows(
+        tx,
+        ("transactions", select),
+        100_000,
+        transaction_from_row,
+        |conn, records| {
+            // Versions 1–4 could hold a transaction twice; the copies are adjacent here.
+            records.dedup_by_key(|t| (t.series, t.end_ns, t.span_id));
+            insert_transaction_blocks(conn, records)
+        },
+    )
 }
 
 fn transaction_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TransactionRecord> {
@@ -340,40 +349,23 @@ fn insert_span_groups(conn: &Connection, spans: &[Span]) -> Result<(), StoreErro
     Ok(())
 }
 
-/// Moves the spans of versions 1–5 (a `spans` table, one row per span) into groups, and drops
-/// it.
+/// Moves the spans of versions 1–5 (a `spans` table, one row per span) into groups, 20 000 at
+/// a time (a trace cut by a batch's end is two groups: readers take any number per trace).
 fn upgrade_spans_to_groups(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    /// Spans moved per batch of groups (a trace cut by a batch's end is two groups: readers
-    /// take any number per trace).
-    const BATCH: usize = 20_000;
-    if !table_exists(tx, "spans")? {
-        return Ok(());
-    }
-    {
-        let mut stmt = tx
-            .prepare(
-                "SELECT trace_id, span_id, parent_span_id, service, environment, version, name,
-                        kind, start_ns, end_ns, error, txn, attributes
-                 FROM spans ORDER BY trace_id",
-            )
-            .map_err(backend)?;
-        let mut rows = stmt.query([]).map_err(backend)?;
-        let mut batch: Vec<Span> = Vec::with_capacity(BATCH);
-        while let Some(row) = rows.next().map_err(backend)? {
-            let (mut span, attributes) = span_from_row(row).map_err(backend)?;
-            // Unreadable attributes (never written so) do not stop the upgrade.
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&attributes) {
-                span.attributes = Attributes::Json(map);
-            }
-            if batch.len() == BATCH {
-                insert_span_groups(tx, &batch)?;
-                batch.clear();
-            }
-            batch.push(span);
+    let select = "SELECT trace_id, span_id, parent_span_id, service, environment, version, name,
+                         kind, start_ns, end_ns, error, txn, attributes
+                  FROM spans ORDER BY trace_id";
+    let read = |row: &rusqlite::Row<'_>| {
+        let (mut span, attributes) = span_from_row(row)?;
+        // Unreadable attributes (never written so) do not stop the upgrade.
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&attributes) {
+            span.attributes = Attributes::Json(map);
         }
-        insert_span_groups(tx, &batch)?;
-    }
-    tx.execute_batch("DROP TABLE spans;").map_err(backend)
+        Ok(span)
+    };
+    move_old_rows(tx, ("spans", select), 20_000, read, |conn, spans| {
+        insert_span_groups(conn, spans)
+    })
 }
 
 fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
