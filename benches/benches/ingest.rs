@@ -64,7 +64,10 @@ fn ingest(c: &mut Criterion) {
                 pipeline.flush().expect("store write");
                 take()
             },
-            |bytes| assert!(pipeline.export(&bytes).unwrap().partial_success.is_none()),
+            |bytes| {
+                let bytes = bytes::Bytes::from(bytes);
+                assert!(pipeline.export(&bytes).unwrap().partial_success.is_none());
+            },
             BatchSize::PerIteration,
         );
     });

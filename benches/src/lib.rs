@@ -126,6 +126,7 @@ pub fn span_count(shape: Shape) -> usize {
 /// many requests share a store write).
 pub fn ingest_and_flush(pipeline: &Pipeline, requests: Vec<Vec<u8>>) {
     for bytes in requests {
+        let bytes = bytes::Bytes::from(bytes);
         assert!(pipeline.export(&bytes).unwrap().partial_success.is_none());
     }
     pipeline.flush().expect("store write");

@@ -112,7 +112,11 @@ pub fn ingest(request: &[u8]) -> Result<Ingested, Malformed> {
         &config.limits,
         config.aggregation.raw_retention_ms(),
     );
-    let converted = convert::convert(request, bounds, &config.limits)?;
+    let converted = convert::convert(
+        &bytes::Bytes::copy_from_slice(request),
+        bounds,
+        &config.limits,
+    )?;
     let accepted = converted.spans.len() as u64;
     let rejected = converted.rejected_count();
     let spans_in = accepted + rejected;

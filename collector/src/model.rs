@@ -151,11 +151,17 @@ pub struct Span {
 /// their attributes stay in their received encoding and become JSON only for the spans stored.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attributes {
-    /// As received: an encoded OTLP `KeyValueList`; values are cut to `max_value_bytes` when
-    /// converted.
+    /// As received: the encoded OTLP `Span` they came in. Its `attributes` (field 9) are the
+    /// span's, less the `headlight.*` ones the collector consumed, the first `max_attributes`
+    /// of them; values are cut to `max_value_bytes` when converted. While the request is being
+    /// processed `span` is a slice of the request's buffer (no copy per span); a span kept past
+    /// that (waiting for its transaction, or to be stored) gets its own copy
+    /// ([`Attributes::detach`]).
     Otlp {
-        /// The encoded `KeyValueList`.
-        encoded: Vec<u8>,
+        /// The encoded `Span`.
+        span: bytes::Bytes,
+        /// `limits.max_attributes_per_span` at ingest.
+        max_attributes: usize,
         /// `limits.max_attribute_value_bytes` at ingest.
         max_value_bytes: usize,
     },
@@ -170,15 +176,20 @@ impl Default for Attributes {
 }
 
 impl Attributes {
+    /// Gives attributes that share the buffer of the request they arrived in a buffer of their
+    /// own, so a span kept after the request does not keep the whole request in memory.
+    pub fn detach(&mut self) {
+        if let Self::Otlp { span, .. } = self {
+            *span = bytes::Bytes::copy_from_slice(span);
+        }
+    }
+
     /// The attributes as a JSON object: keys cut to 256 bytes and values to the limit, nested
     /// arrays and maps kept (at most 64 elements each, 8 levels deep).
     pub fn into_json(self) -> serde_json::Map<String, serde_json::Value> {
         match self {
             Self::Json(map) => map,
-            Self::Otlp {
-                encoded,
-                max_value_bytes,
-            } => crate::ingest::convert::attributes_json(&encoded, max_value_bytes),
+            otlp @ Self::Otlp { .. } => otlp.to_json().into_owned(),
         }
     }
 
@@ -187,10 +198,12 @@ impl Attributes {
         match self {
             Self::Json(map) => std::borrow::Cow::Borrowed(map),
             Self::Otlp {
-                encoded,
+                span,
+                max_attributes,
                 max_value_bytes,
             } => std::borrow::Cow::Owned(crate::ingest::convert::attributes_json(
-                encoded,
+                span,
+                *max_attributes,
                 *max_value_bytes,
             )),
         }

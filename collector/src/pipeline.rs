@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use headlight_proto::otlp::collector::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 
 use crate::aggregate::agent_drops::{AgentDrops, ServiceDrops};
@@ -196,7 +198,7 @@ impl Pipeline {
     /// partial success, the valid ones kept. The headlight agent's drop counters are recorded.
     /// With the write-ahead log on, the request is on disk before this returns `Ok`; an `Err`
     /// (the log cannot be written: a full disk) means nothing of it was accepted.
-    pub fn export(&self, request: &[u8]) -> Result<ExportTraceServiceResponse, ExportError> {
+    pub fn export(&self, request: &Bytes) -> Result<ExportTraceServiceResponse, ExportError> {
         let (response, seq) = self.ingest(request, self.wal.is_some())?;
         if let (Some(wal), Some(seq)) = (&self.wal, seq) {
             wal.sync(seq).map_err(|e| self.wal_failed(e))?;
@@ -215,7 +217,7 @@ impl Pipeline {
     /// response and the record's sequence number to sync.
     fn ingest(
         &self,
-        request: &[u8],
+        request: &Bytes,
         log: bool,
     ) -> Result<(ExportTraceServiceResponse, Option<u64>), ExportError> {
         let bounds = TimeBounds::new(
@@ -289,12 +291,14 @@ impl Pipeline {
         };
         let wal_error = |e: std::io::Error| StoreError::Backend(format!("write-ahead log: {e}"));
         let mut replayed = 0;
-        wal.recover(|payload| match self.ingest(payload, false) {
-            Ok(_) => replayed += 1,
-            Err(e) => {
-                tracing::warn!(error = %e, "write-ahead log: an unreadable record is skipped");
-            }
-        })
+        wal.recover(
+            |payload| match self.ingest(&Bytes::copy_from_slice(payload), false) {
+                Ok(_) => replayed += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, "write-ahead log: an unreadable record is skipped");
+                }
+            },
+        )
         .map_err(wal_error)?;
         if replayed > 0 {
             self.flush()?;

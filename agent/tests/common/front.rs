@@ -100,7 +100,7 @@ impl TraceService for Front {
         let Some(pipeline) = self.pipeline.clone() else {
             return Ok(Response::new(ExportTraceServiceResponse::default()));
         };
-        let bytes = prost::Message::encode_to_vec(&request);
+        let bytes = bytes::Bytes::from(prost::Message::encode_to_vec(&request));
         let response = tokio::task::spawn_blocking(move || pipeline.export(&bytes))
             .await
             .unwrap()

@@ -206,7 +206,12 @@ impl Assembler {
                     group.spans.push(span);
                     group.self_ns.push(self_ns);
                 }
-                None => unresolved.push(span),
+                None => {
+                    // It outlives the request: its own copy of its attributes.
+                    let mut span = span;
+                    span.attributes.detach();
+                    unresolved.push(span);
+                }
             }
         }
         if !unresolved.is_empty() {

@@ -237,7 +237,7 @@ impl Aggregator {
                     self.add_operations(transaction, &spans, &self_ns);
                     if transaction.keep {
                         self.stats.spans_kept += spans.len() as u64;
-                        self.kept_spans.extend(spans);
+                        self.keep_spans(spans);
                     }
                 }
                 None => self.stats.orphans_dropped += spans.len() as u64,
@@ -321,8 +321,17 @@ impl Aggregator {
         self.add_operations(reference, &spans, &self_ns);
         if keep {
             self.stats.spans_kept += spans.len() as u64;
-            self.kept_spans.extend(spans);
+            self.keep_spans(spans);
         }
+    }
+
+    /// Keeps spans to store; they outlive the request, so each gets its own copy of its
+    /// attributes.
+    fn keep_spans(&mut self, spans: Vec<Span>) {
+        self.kept_spans.extend(spans.into_iter().map(|mut span| {
+            span.attributes.detach();
+            span
+        }));
     }
 
     /// Adds `spans` (with their self times, ns), and the children the agent reported but did

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use headlight_proto::otlp::common::{AnyValue, KeyValue, KeyValueList, any_value::Value};
+use bytes::Bytes;
+use headlight_proto::otlp::common::{AnyValue, KeyValue, any_value::Value};
 use headlight_proto::otlp::resource::Resource;
 use prost::Message as _;
 
@@ -240,8 +241,6 @@ struct WireAttribute<'a> {
     /// The encoded `AnyValue` (empty when unset).
     any: &'a [u8],
     value: Scalar<'a>,
-    /// The whole encoded `KeyValue`.
-    encoded: &'a [u8],
 }
 
 /// An attribute value, borrowed; arrays and maps are [`Scalar::Nested`] (read when stored).
@@ -344,7 +343,6 @@ fn wire_attribute(encoded: &[u8]) -> Result<WireAttribute<'_>, WireError> {
         key: "",
         any: &[],
         value: Scalar::None,
-        encoded,
     };
     for field in wire::fields(encoded) {
         match field? {
@@ -478,7 +476,7 @@ impl Origin {
 /// and limits. The request is read in place (nothing is decoded into `prost`'s owned types but
 /// each `Resource`); a malformed request is an error and nothing of it is converted.
 pub fn convert(
-    request: &[u8],
+    request: &Bytes,
     bounds: TimeBounds,
     limits: &LimitsConfig,
 ) -> Result<Converted, Refused> {
@@ -517,8 +515,15 @@ pub fn convert(
                     if spans > limits.max_spans_per_request {
                         return Err(Refused::TooManySpans(limits.max_spans_per_request));
                     }
-                    let span = wire_span(span.bytes(2)?, &mut attributes)?;
-                    convert_span(&span, &attributes, &origin, bounds, limits, &mut out)?;
+                    let encoded = span.bytes(2)?;
+                    let span = wire_span(encoded, &mut attributes)?;
+                    let spans = Received {
+                        request,
+                        span: &span,
+                        encoded,
+                        attributes: &attributes,
+                    };
+                    convert_span(&spans, &origin, bounds, limits, &mut out)?;
                 }
             }
         }
@@ -526,14 +531,26 @@ pub fn convert(
     Ok(out)
 }
 
+/// A span as read from the request.
+struct Received<'r, 'a> {
+    /// The whole request.
+    request: &'r Bytes,
+    span: &'r WireSpan<'a>,
+    /// The encoded span (a part of `request`).
+    encoded: &'a [u8],
+    attributes: &'r [WireAttribute<'a>],
+}
+
 fn convert_span(
-    span: &WireSpan<'_>,
-    attributes: &[WireAttribute<'_>],
+    received: &Received<'_, '_>,
     origin: &Origin,
     bounds: TimeBounds,
     limits: &LimitsConfig,
     out: &mut Converted,
 ) -> Result<(), Refused> {
+    let Received {
+        span, attributes, ..
+    } = *received;
     let (trace_id, span_id, start_ns, end_ns) = match validate(span, bounds) {
         Ok(valid) => valid,
         Err(reason) => {
@@ -555,7 +572,6 @@ fn convert_span(
     let mut reported_self_ns = None;
     let mut unsent_children = Vec::new();
     let mut kept: usize = 0;
-    let mut kept_len = 0;
     for attribute in attributes {
         match attribute.key {
             agent::SELF_NS => {
@@ -572,7 +588,6 @@ fn convert_span(
             }
             _ if kept < limits.max_attributes_per_span => {
                 kept += 1;
-                kept_len += wire::bytes_field_len(attribute.encoded.len());
                 let long = match attribute.value {
                     Scalar::Str(s) => s.len(),
                     // Arrays, maps and bytes (as hex) are cut when stored as well.
@@ -583,15 +598,6 @@ fn convert_span(
             }
             _ => out.attributes_dropped += 1,
         }
-    }
-    // The kept attributes as a `KeyValueList` (values = 1), in one allocation.
-    let mut encoded = Vec::with_capacity(kept_len);
-    for attribute in attributes
-        .iter()
-        .filter(|a| a.key != agent::SELF_NS && a.key != agent::UNSENT_CHILDREN)
-        .take(kept)
-    {
-        wire::put_bytes(&mut encoded, 1, attribute.encoded);
     }
     out.spans.push(Span {
         trace_id,
@@ -607,7 +613,8 @@ fn convert_span(
         error: model::is_error(kind, span.status_error, http_status),
         transaction,
         attributes: Attributes::Otlp {
-            encoded,
+            span: received.request.slice_ref(received.encoded),
+            max_attributes: limits.max_attributes_per_span,
             max_value_bytes: limits.max_attribute_value_bytes,
         },
         reported_self_ns,
@@ -616,21 +623,25 @@ fn convert_span(
     Ok(())
 }
 
-/// The JSON object of an encoded `KeyValueList` ([`Attributes::Otlp`]): keys cut to 256 bytes,
-/// values to `max_len`; a later duplicate key replaces an earlier one. Bytes that do not decode
-/// (never the case for what [`convert`] kept) give an empty object.
+/// The JSON object of the attributes of an encoded `Span` ([`Attributes::Otlp`]): the first
+/// `max_attributes` of those that are not `headlight.*` span attributes, keys cut to 256 bytes,
+/// values to `max_len`; a later duplicate key replaces an earlier one. An attribute that does
+/// not decode (never the case in what [`convert`] accepted) is left out.
 pub fn attributes_json(
-    encoded: &[u8],
+    span: &[u8],
+    max_attributes: usize,
     max_len: usize,
 ) -> serde_json::Map<String, serde_json::Value> {
-    KeyValueList::decode(encoded)
-        .map(|list| {
-            list.values
-                .into_iter()
-                .map(|kv| (truncate(kv.key, 256), json_value(kv.value, max_len, 0)))
-                .collect()
+    wire::fields(span)
+        .map_while(Result::ok)
+        .filter_map(|(field, value)| match (field, value) {
+            (9, wire::Value::Bytes(encoded)) => KeyValue::decode(encoded).ok(),
+            _ => None,
         })
-        .unwrap_or_default()
+        .filter(|kv| !agent::is_consumed(&kv.key))
+        .take(max_attributes)
+        .map(|kv| (truncate(kv.key, 256), json_value(kv.value, max_len, 0)))
+        .collect()
 }
 
 #[cfg(test)]

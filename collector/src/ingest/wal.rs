@@ -13,7 +13,7 @@
 //! its segment's replay (everything after it was never acknowledged).
 
 use std::fs::{File, OpenOptions};
-use std::io::Write as _;
+use std::io::{IoSlice, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
@@ -33,6 +33,22 @@ struct State {
     appended: u64,
     synced: u64,
     syncing: bool,
+}
+
+/// Writes a record's header and payload with one system call (usually), without copying the
+/// payload into a buffer of its own.
+fn write_record(mut file: &File, header: &[u8], payload: &[u8]) -> std::io::Result<()> {
+    let mut slices = [IoSlice::new(header), IoSlice::new(payload)];
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The write-ahead log of one collector.
@@ -146,16 +162,15 @@ impl Wal {
             .ok()
             .filter(|l| *l <= MAX_RECORD_BYTES)
             .ok_or_else(|| std::io::Error::other("request too large for the write-ahead log"))?;
-        let mut record = Vec::with_capacity(payload.len() + 8);
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32(payload).to_le_bytes());
-        record.extend_from_slice(payload);
+        let mut header = [0; 8];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..].copy_from_slice(&crc32(payload).to_le_bytes());
         let mut state = self.lock();
-        if let Err(e) = (&*state.file).write_all(&record) {
+        if let Err(e) = write_record(&state.file, &header, payload) {
             let _ = state.file.set_len(state.len);
             return Err(e);
         }
-        state.len += record.len() as u64;
+        state.len += (header.len() + payload.len()) as u64;
         state.dirty = true;
         state.appended += 1;
         Ok(state.appended)

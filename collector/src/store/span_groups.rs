@@ -28,10 +28,11 @@ const START: u32 = 8;
 const END: u32 = 9;
 const ERROR: u32 = 10;
 const TRANSACTION: u32 = 11;
-/// Attributes as received: an encoded OTLP `KeyValueList`, and the value length they are cut
-/// to when shown.
-const OTLP_ATTRIBUTES: u32 = 12;
+/// Attributes as received ([`Attributes::Otlp`]): the encoded OTLP `Span` they came in, how
+/// many of them are kept and the value length they are cut to when shown.
+const OTLP_SPAN: u32 = 12;
 const MAX_VALUE_BYTES: u32 = 13;
+const MAX_ATTRIBUTES: u32 = 15;
 /// Attributes already JSON (spans read back from a store and written again).
 const JSON_ATTRIBUTES: u32 = 14;
 
@@ -72,10 +73,12 @@ fn encode_span(span: &Span, out: &mut Vec<u8>) {
     }
     match &span.attributes {
         Attributes::Otlp {
-            encoded,
+            span,
+            max_attributes,
             max_value_bytes,
         } => {
-            wire::put_bytes(out, OTLP_ATTRIBUTES, encoded);
+            wire::put_bytes(out, OTLP_SPAN, span);
+            put_varint_field(out, MAX_ATTRIBUTES, *max_attributes as u64);
             put_varint_field(out, MAX_VALUE_BYTES, *max_value_bytes as u64);
         }
         Attributes::Json(map) => {
@@ -137,6 +140,7 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
     };
     let mut otlp: Option<&[u8]> = None;
     let mut max_value_bytes = usize::MAX;
+    let mut max_attributes = usize::MAX;
     let id = |v: Value<'_>, field| -> Result<[u8; 8], String> {
         let bytes = v.bytes(field).map_err(|e| e.to_string())?;
         bytes
@@ -158,7 +162,10 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
             END => span.end_ns = number(v, field)? as i64,
             ERROR => span.error = number(v, field)? != 0,
             TRANSACTION => span.transaction = Some(str_of(v, field)?.to_owned()),
-            OTLP_ATTRIBUTES => otlp = Some(v.bytes(field).map_err(|e| e.to_string())?),
+            OTLP_SPAN => otlp = Some(v.bytes(field).map_err(|e| e.to_string())?),
+            MAX_ATTRIBUTES => {
+                max_attributes = usize::try_from(number(v, field)?).unwrap_or(usize::MAX);
+            }
             MAX_VALUE_BYTES => {
                 max_value_bytes = usize::try_from(number(v, field)?).unwrap_or(usize::MAX);
             }
@@ -173,7 +180,8 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
     }
     if let Some(encoded) = otlp {
         span.attributes = Attributes::Otlp {
-            encoded: encoded.to_vec(),
+            span: bytes::Bytes::copy_from_slice(encoded),
+            max_attributes,
             max_value_bytes,
         };
     }

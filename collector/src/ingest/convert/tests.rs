@@ -308,7 +308,7 @@ proptest! {
 
     #[test]
     fn reads_every_request_as_prost_does(request in request()) {
-        let bytes = prost::Message::encode_to_vec(&request);
+        let bytes = Bytes::from(prost::Message::encode_to_vec(&request));
         let converted = convert(&bytes, bounds(), &limits()).expect("prost's own encoding");
         let (spans, rejected) = expected(&request);
         prop_assert_eq!(converted.rejected_count(), rejected);
@@ -330,7 +330,7 @@ proptest! {
         if let Some(at) = truncate_at {
             bytes.truncate(at.index(bytes.len()));
         }
-        let ours = convert(&bytes, bounds(), &limits());
+        let ours = convert(&Bytes::copy_from_slice(&bytes), bounds(), &limits());
         let theirs = ExportTraceServiceRequest::decode(&bytes[..]);
         if let Ok(decoded) = theirs {
             let converted = ours.map_err(|e| TestCaseError::fail(format!("stricter than prost: {e}")))?;
@@ -361,7 +361,7 @@ fn a_request_over_the_span_limit_is_refused_whole() {
             ..ResourceSpans::default()
         }],
     };
-    let bytes = prost::Message::encode_to_vec(&request);
+    let bytes = Bytes::from(prost::Message::encode_to_vec(&request));
     let mut limits = limits();
     limits.max_spans_per_request = 4;
     assert_eq!(convert(&bytes, bounds(), &limits).unwrap().spans.len(), 4);
