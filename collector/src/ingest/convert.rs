@@ -234,13 +234,15 @@ struct WireSpan<'a> {
     status_error: bool,
 }
 
-/// One `KeyValue` of a span, borrowed.
+/// One `KeyValue` of a span, borrowed. Only the attributes ingest reads (HTTP status and
+/// route, RPC names, the agent's) are decoded; the others are checked when shown
+/// ([`attributes_json`] leaves out one that does not decode).
 #[derive(Debug, Clone, Copy)]
 struct WireAttribute<'a> {
-    key: &'a str,
+    /// The key's bytes (UTF-8 unless the sender is broken).
+    key: &'a [u8],
     /// The encoded `AnyValue` (empty when unset).
     any: &'a [u8],
-    value: Scalar<'a>,
 }
 
 /// An attribute value, borrowed; arrays and maps are [`Scalar::Nested`] (read when stored).
@@ -339,29 +341,42 @@ fn nested(list: &[u8], keyed: bool, depth: u32) -> Result<(), WireError> {
 }
 
 fn wire_attribute(encoded: &[u8]) -> Result<WireAttribute<'_>, WireError> {
-    let mut attribute = WireAttribute {
-        key: "",
-        any: &[],
-        value: Scalar::None,
-    };
+    let mut attribute = WireAttribute { key: &[], any: &[] };
     for field in wire::fields(encoded) {
         match field? {
-            (1, v) => attribute.key = v.str(1)?,
-            (2, v) => {
-                attribute.any = v.bytes(2)?;
-                attribute.value = scalar(attribute.any)?;
-            }
+            (1, v) => attribute.key = v.bytes(1)?,
+            (2, v) => attribute.any = v.bytes(2)?,
             _ => {}
         }
     }
     Ok(attribute)
 }
 
+/// What of an encoded `AnyValue` counts against `limits.max_attribute_value_bytes`: a string's
+/// length, an array's, map's or bytes value's encoded length; 0 for other values and for a
+/// value that does not decode (the last member of the oneof written wins, as in `prost`).
+fn value_len(any: &[u8]) -> usize {
+    let mut len = 0;
+    for field in wire::fields(any) {
+        let Ok((number, value)) = field else {
+            return 0;
+        };
+        len = match (number, value) {
+            (1, wire::Value::Bytes(s)) => s.len(),
+            (5..=7, wire::Value::Bytes(_)) => any.len(),
+            (1..=8, _) => 0,
+            _ => continue,
+        };
+    }
+    len
+}
+
 fn find<'a>(attributes: &[WireAttribute<'a>], key: &str) -> Scalar<'a> {
     attributes
         .iter()
-        .find(|a| a.key == key)
-        .map_or(Scalar::None, |a| a.value)
+        .find(|a| a.key == key.as_bytes())
+        .and_then(|a| scalar(a.any).ok())
+        .unwrap_or(Scalar::None)
 }
 
 /// Reads a span's fields, its attributes into `attributes` (cleared first).
@@ -574,11 +589,11 @@ fn convert_span(
     let mut kept: usize = 0;
     for attribute in attributes {
         match attribute.key {
-            agent::SELF_NS => {
+            key if key == agent::SELF_NS.as_bytes() => {
                 reported_self_ns =
                     agent::self_ns(Some(AnyValue::decode(attribute.any)?), end_ns - start_ns);
             }
-            agent::UNSENT_CHILDREN => {
+            key if key == agent::UNSENT_CHILDREN.as_bytes() => {
                 let unsent = agent::unsent_children(
                     Some(AnyValue::decode(attribute.any)?),
                     bounds.max_duration_ns,
@@ -588,13 +603,8 @@ fn convert_span(
             }
             _ if kept < limits.max_attributes_per_span => {
                 kept += 1;
-                let long = match attribute.value {
-                    Scalar::Str(s) => s.len(),
-                    // Arrays, maps and bytes (as hex) are cut when stored as well.
-                    Scalar::Nested => attribute.any.len(),
-                    _ => 0,
-                };
-                out.values_truncated += u64::from(long > limits.max_attribute_value_bytes);
+                out.values_truncated +=
+                    u64::from(value_len(attribute.any) > limits.max_attribute_value_bytes);
             }
             _ => out.attributes_dropped += 1,
         }

@@ -371,3 +371,51 @@ fn a_request_over_the_span_limit_is_refused_whole() {
         Refused::TooManySpans(3)
     );
 }
+
+#[test]
+fn an_attribute_prost_cannot_decode_is_left_out_not_the_request() {
+    let attribute = |key: &str, value| KeyValue {
+        key: key.to_owned(),
+        value: some(value),
+        ..KeyValue::default()
+    };
+    let span = OtlpSpan {
+        trace_id: vec![1; 16],
+        span_id: vec![1; 8],
+        name: "GET /x".to_owned(),
+        kind: 2,
+        start_time_unix_nano: NOW as u64 - 1_000,
+        end_time_unix_nano: NOW as u64,
+        attributes: vec![
+            attribute("good", any_value::Value::StringValue("ok".to_owned())),
+            attribute("bad", any_value::Value::BytesValue(vec![0xff, 0xfe])),
+        ],
+        ..OtlpSpan::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let mut bytes = prost::Message::encode_to_vec(&request);
+    // The bytes value (field 7, tag 0x3a) becomes a string (field 1, tag 0x0a) that is not
+    // UTF-8.
+    let at = bytes
+        .windows(4)
+        .position(|w| w == [0x3a, 0x02, 0xff, 0xfe])
+        .expect("the bytes value");
+    bytes[at] = 0x0a;
+    assert!(
+        ExportTraceServiceRequest::decode(&bytes[..]).is_err(),
+        "prost refuses the whole request"
+    );
+    let converted = convert(&Bytes::from(bytes), bounds(), &limits()).expect("accepted");
+    assert_eq!(converted.rejected_count(), 0);
+    assert_eq!(converted.spans.len(), 1);
+    let shown = serde_json::Value::Object(converted.spans[0].attributes.to_json().into_owned());
+    assert_eq!(shown, serde_json::json!({"good": "ok"}));
+}
