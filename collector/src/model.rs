@@ -124,8 +124,8 @@ pub struct Span {
     pub environment: Arc<str>,
     /// Resource `service.version` or `unknown`.
     pub version: Arc<str>,
-    /// Span name.
-    pub name: String,
+    /// Span name (shared by the spans of one request that have the same name).
+    pub name: Arc<str>,
     /// Span kind.
     pub kind: SpanKind,
     /// Start, unix ns.

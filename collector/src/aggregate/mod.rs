@@ -749,7 +749,7 @@ mod tests {
                     service: format!("svc{service}").into(),
                     environment: "default".into(),
                     version: "1".into(),
-                    name: name.clone(),
+                    name: name.as_str().into(),
                     kind: SpanKind::Server,
                     start_ns,
                     end_ns,
@@ -763,7 +763,7 @@ mod tests {
                     out.push(Span {
                         span_id: [j as u8 + 2; 8],
                         parent_span_id: Some([1; 8]),
-                        name: format!("op{child}"),
+                        name: format!("op{child}").into(),
                         kind: [SpanKind::Internal, SpanKind::Client, SpanKind::Producer]
                             [usize::from(*kind)],
                         end_ns: start_ns + (end_ns - start_ns) * i64::from(*percent) / 100,

@@ -503,6 +503,7 @@ pub fn convert(
     };
     let mut attributes = Vec::new();
     let mut scopes = Vec::new();
+    let mut names = Names::default();
     let mut spans = 0;
     for field in wire::fields(request) {
         // `ExportTraceServiceRequest.resource_spans` = 1.
@@ -538,12 +539,36 @@ pub fn convert(
                         encoded,
                         attributes: &attributes,
                     };
-                    convert_span(&spans, &origin, bounds, limits, &mut out)?;
+                    convert_span(&spans, &mut names, &origin, bounds, limits, &mut out)?;
                 }
             }
         }
     }
     Ok(out)
+}
+
+/// The span names of one request, each allocated once: a request's spans repeat a few names.
+#[derive(Default)]
+struct Names<'a> {
+    seen: Vec<(&'a str, Arc<str>)>,
+}
+
+impl<'a> Names<'a> {
+    /// Names remembered (found by a linear search); a request with more allocates the others
+    /// per span.
+    const MAX: usize = 32;
+
+    /// The name, cut to 512 bytes, shared with the request's other spans of that name.
+    fn get(&mut self, name: &'a str) -> Arc<str> {
+        if let Some((_, shared)) = self.seen.iter().find(|(seen, _)| *seen == name) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<str> = truncate(name.to_owned(), 512).into();
+        if self.seen.len() < Self::MAX {
+            self.seen.push((name, Arc::clone(&shared)));
+        }
+        shared
+    }
 }
 
 /// A span as read from the request.
@@ -556,8 +581,9 @@ struct Received<'r, 'a> {
     attributes: &'r [WireAttribute<'a>],
 }
 
-fn convert_span(
-    received: &Received<'_, '_>,
+fn convert_span<'a>(
+    received: &Received<'_, 'a>,
+    names: &mut Names<'a>,
     origin: &Origin,
     bounds: TimeBounds,
     limits: &LimitsConfig,
@@ -616,7 +642,7 @@ fn convert_span(
         service: origin.service.clone(),
         environment: origin.environment.clone(),
         version: origin.version.clone(),
-        name: truncate(span.name.to_owned(), 512),
+        name: names.get(span.name),
         kind,
         start_ns,
         end_ns,

@@ -434,7 +434,7 @@ pub fn trace(store: &dyn Store, trace_id: &TraceId) -> Result<TraceResponse, Api
                 span_id: model::hex(&s.span_id),
                 parent_span_id: s.parent_span_id.map(|p| model::hex(&p)),
                 service: s.service.to_string(),
-                name: s.name,
+                name: s.name.to_string(),
                 transaction: s.transaction,
                 kind: s.kind.as_str().to_owned(),
                 start_ms: s.start_ns as f64 / 1e6,

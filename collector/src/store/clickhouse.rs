@@ -818,7 +818,7 @@ impl Store for ClickHouseStore {
                 service: r.string(3)?.into(),
                 environment: r.string(4)?.into(),
                 version: r.string(5)?.into(),
-                name: r.string(6)?,
+                name: r.string(6)?.into(),
                 kind: SpanKind::parse(&r.string(7)?).unwrap_or(SpanKind::Unspecified),
                 start_ns: r.num(8)?,
                 end_ns: r.num(9)?,

@@ -128,7 +128,7 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
         service: Arc::from(""),
         environment: Arc::from(""),
         version: Arc::from(""),
-        name: String::new(),
+        name: Arc::from(""),
         kind: SpanKind::Unspecified,
         start_ns: 0,
         end_ns: 0,
@@ -156,7 +156,7 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
             SERVICE => span.service = Arc::from(str_of(v, field)?),
             ENVIRONMENT => span.environment = Arc::from(str_of(v, field)?),
             VERSION => span.version = Arc::from(str_of(v, field)?),
-            NAME => str_of(v, field)?.clone_into(&mut span.name),
+            NAME => span.name = Arc::from(str_of(v, field)?),
             KIND => span.kind = SpanKind::parse(str_of(v, field)?).unwrap_or(SpanKind::Unspecified),
             START => span.start_ns = number(v, field)? as i64,
             END => span.end_ns = number(v, field)? as i64,
@@ -227,7 +227,7 @@ mod tests {
             service: Arc::from("checkout"),
             environment: Arc::from("prod"),
             version: Arc::from("1.2"),
-            name: format!("op {id}"),
+            name: format!("op {id}").into(),
             kind: if parent.is_none() {
                 SpanKind::Server
             } else {

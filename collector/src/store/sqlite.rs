@@ -995,7 +995,7 @@ mod tests {
                 (
                     s.span_id[0],
                     s.parent_span_id.map(|p| p[0]),
-                    s.name,
+                    s.name.to_string(),
                     s.error,
                     serde_json::Value::Object(s.attributes.into_json()),
                 )

@@ -291,7 +291,7 @@ fn actual(converted: Converted) -> Vec<Expected> {
                 s.trace_id.to_vec(),
                 s.span_id.to_vec(),
                 s.parent_span_id.map(|p| p.to_vec()),
-                s.name,
+                s.name.to_string(),
                 s.kind,
                 s.start_ns,
                 s.end_ns,
