@@ -177,10 +177,16 @@ impl Default for Attributes {
 
 impl Attributes {
     /// Gives attributes that share the buffer of the request they arrived in a buffer of their
-    /// own, so a span kept after the request does not keep the whole request in memory.
+    /// own holding only the kept attributes, so a span kept after the request keeps neither
+    /// the request nor the rest of its span (events, links) in memory or in the store.
     pub fn detach(&mut self) {
-        if let Self::Otlp { span, .. } = self {
-            *span = bytes::Bytes::copy_from_slice(span);
+        if let Self::Otlp {
+            span,
+            max_attributes,
+            ..
+        } = self
+        {
+            *span = crate::ingest::convert::kept_attributes_only(span, *max_attributes);
         }
     }
 

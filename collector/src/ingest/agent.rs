@@ -18,10 +18,11 @@ pub const SELF_NS: &str = "headlight.self_ns";
 /// Span attribute: the child operations the agent did not send (array of kvlists).
 pub const UNSENT_CHILDREN: &str = "headlight.unsent_children";
 
-/// Whether a span attribute is one of the agent's that ingest consumes (not stored).
-pub fn is_consumed(key: &str) -> bool {
-    key == SELF_NS || key == UNSENT_CHILDREN
+/// Whether a span attribute's key is one of the agent's that ingest consumes (not stored).
+pub fn is_consumed(key: &[u8]) -> bool {
+    key == SELF_NS.as_bytes() || key == UNSENT_CHILDREN.as_bytes()
 }
+
 /// Resource attribute: the agent instance.
 pub const INSTANCE_ID: &str = "service.instance.id";
 /// Resource attribute prefix: transactions the agent dropped, by reason (int, cumulative).

@@ -668,16 +668,35 @@ pub fn attributes_json(
     max_attributes: usize,
     max_len: usize,
 ) -> serde_json::Map<String, serde_json::Value> {
+    kept_attributes(span, max_attributes)
+        .filter_map(|encoded| KeyValue::decode(encoded).ok())
+        .map(|kv| (truncate(kv.key, 256), json_value(kv.value, max_len, 0)))
+        .collect()
+}
+
+/// The encoded `KeyValue`s of an encoded `Span` that ingest kept: the first `max_attributes`
+/// that are not the agent's consumed ones (an attribute that does not decode counts, as at
+/// ingest).
+fn kept_attributes(span: &[u8], max_attributes: usize) -> impl Iterator<Item = &[u8]> {
     wire::fields(span)
         .map_while(Result::ok)
         .filter_map(|(field, value)| match (field, value) {
-            (9, wire::Value::Bytes(encoded)) => KeyValue::decode(encoded).ok(),
+            (9, wire::Value::Bytes(encoded)) => Some(encoded),
             _ => None,
         })
-        .filter(|kv| !agent::is_consumed(&kv.key))
+        .filter(|encoded| wire_attribute(encoded).map_or(true, |a| !agent::is_consumed(a.key)))
         .take(max_attributes)
-        .map(|kv| (truncate(kv.key, 256), json_value(kv.value, max_len, 0)))
-        .collect()
+}
+
+/// A `Span` message holding only the attributes ingest kept of an encoded `Span` (what
+/// [`attributes_json`] reads), for a span kept after its request: not its events, links or
+/// attributes over the limit.
+pub fn kept_attributes_only(span: &[u8], max_attributes: usize) -> Bytes {
+    let mut out = Vec::new();
+    for encoded in kept_attributes(span, max_attributes) {
+        wire::put_bytes(&mut out, 9, encoded);
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]

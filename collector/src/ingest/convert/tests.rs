@@ -372,26 +372,28 @@ fn a_request_over_the_span_limit_is_refused_whole() {
     );
 }
 
-#[test]
-fn an_attribute_prost_cannot_decode_is_left_out_not_the_request() {
-    let attribute = |key: &str, value| KeyValue {
+fn key_value(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
         key: key.to_owned(),
         value: some(value),
         ..KeyValue::default()
-    };
-    let span = OtlpSpan {
-        trace_id: vec![1; 16],
-        span_id: vec![1; 8],
-        name: "GET /x".to_owned(),
-        kind: 2,
-        start_time_unix_nano: NOW as u64 - 1_000,
-        end_time_unix_nano: NOW as u64,
-        attributes: vec![
-            attribute("good", any_value::Value::StringValue("ok".to_owned())),
-            attribute("bad", any_value::Value::BytesValue(vec![0xff, 0xfe])),
-        ],
-        ..OtlpSpan::default()
-    };
+    }
+}
+
+/// One valid span with `attributes` after an attribute `bad` whose string value is not UTF-8
+/// (which `prost` refuses, the whole request with it), encoded.
+fn with_an_attribute_that_does_not_decode(mut span: OtlpSpan, attributes: Vec<KeyValue>) -> Bytes {
+    span.trace_id = vec![1; 16];
+    span.span_id = vec![1; 8];
+    span.name = "GET /x".to_owned();
+    span.kind = 2;
+    span.start_time_unix_nano = NOW as u64 - 1_000;
+    span.end_time_unix_nano = NOW as u64;
+    span.attributes = vec![key_value(
+        "bad",
+        any_value::Value::BytesValue(vec![0xff, 0xfe]),
+    )];
+    span.attributes.extend(attributes);
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             scope_spans: vec![ScopeSpans {
@@ -402,8 +404,7 @@ fn an_attribute_prost_cannot_decode_is_left_out_not_the_request() {
         }],
     };
     let mut bytes = prost::Message::encode_to_vec(&request);
-    // The bytes value (field 7, tag 0x3a) becomes a string (field 1, tag 0x0a) that is not
-    // UTF-8.
+    // The bytes value (field 7, tag 0x3a) becomes a string (field 1, tag 0x0a).
     let at = bytes
         .windows(4)
         .position(|w| w == [0x3a, 0x02, 0xff, 0xfe])
@@ -413,9 +414,59 @@ fn an_attribute_prost_cannot_decode_is_left_out_not_the_request() {
         ExportTraceServiceRequest::decode(&bytes[..]).is_err(),
         "prost refuses the whole request"
     );
-    let converted = convert(&Bytes::from(bytes), bounds(), &limits()).expect("accepted");
+    Bytes::from(bytes)
+}
+
+fn shown(span: &Span) -> serde_json::Value {
+    serde_json::Value::Object(span.attributes.to_json().into_owned())
+}
+
+#[test]
+fn an_attribute_prost_cannot_decode_is_left_out_not_the_request() {
+    let ok = key_value("good", any_value::Value::StringValue("ok".to_owned()));
+    let bytes = with_an_attribute_that_does_not_decode(OtlpSpan::default(), vec![ok]);
+    let converted = convert(&bytes, bounds(), &limits()).expect("accepted");
     assert_eq!(converted.rejected_count(), 0);
     assert_eq!(converted.spans.len(), 1);
-    let shown = serde_json::Value::Object(converted.spans[0].attributes.to_json().into_owned());
-    assert_eq!(shown, serde_json::json!({"good": "ok"}));
+    assert_eq!(
+        shown(&converted.spans[0]),
+        serde_json::json!({"good": "ok"})
+    );
+}
+
+#[test]
+fn an_attribute_that_does_not_decode_still_counts_against_the_limit() {
+    let text = |s: &str| any_value::Value::StringValue(s.to_owned());
+    let span = OtlpSpan {
+        events: vec![headlight_proto::otlp::trace::span::Event {
+            name: "a long event name that a stored span does not keep".to_owned(),
+            ..Default::default()
+        }],
+        ..OtlpSpan::default()
+    };
+    let attributes = vec![
+        key_value(agent::SELF_NS, any_value::Value::IntValue(10)),
+        key_value("a", text("1")),
+        key_value("b", text("2")),
+        key_value("c", text("3")),
+    ];
+    let bytes = with_an_attribute_that_does_not_decode(span, attributes);
+    // limits(): 3 attributes kept: "bad", "a", "b"; "c" is dropped.
+    let mut converted = convert(&bytes, bounds(), &limits()).expect("accepted");
+    assert_eq!(converted.attributes_dropped, 1);
+    let expected = serde_json::json!({"a": "1", "b": "2"});
+    let mut span = converted.spans.remove(0);
+    assert_eq!(shown(&span), expected);
+    let encoded_len = |span: &Span| match &span.attributes {
+        Attributes::Otlp { span, .. } => span.len(),
+        Attributes::Json(_) => panic!("received attributes"),
+    };
+    let before = encoded_len(&span);
+    span.attributes.detach();
+    assert_eq!(shown(&span), expected, "detached, the same attributes");
+    let after = encoded_len(&span);
+    assert!(
+        after < before / 2,
+        "only the kept attributes: {after} of {before} bytes"
+    );
 }
