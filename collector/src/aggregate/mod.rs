@@ -237,7 +237,8 @@ impl Aggregator {
                     self.add_operations(transaction, &spans, &self_ns);
                     if transaction.keep {
                         self.stats.spans_kept += spans.len() as u64;
-                        self.keep_spans(spans);
+                        // Detached already, when they began to wait.
+                        self.kept_spans.extend(spans);
                     }
                 }
                 None => self.stats.orphans_dropped += spans.len() as u64,

@@ -533,13 +533,13 @@ pub fn convert(
                     }
                     let encoded = span.bytes(2)?;
                     let span = wire_span(encoded, &mut attributes)?;
-                    let spans = Received {
+                    let received = Received {
                         request,
                         span: &span,
                         encoded,
                         attributes: &attributes,
                     };
-                    convert_span(&spans, &mut names, &origin, bounds, limits, &mut out)?;
+                    convert_span(&received, &mut names, &origin, bounds, limits, &mut out)?;
                 }
             }
         }

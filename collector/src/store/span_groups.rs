@@ -82,8 +82,9 @@ fn encode_span(span: &Span, out: &mut Vec<u8>) {
             put_varint_field(out, MAX_VALUE_BYTES, *max_value_bytes as u64);
         }
         Attributes::Json(map) => {
-            let json = serde_json::Value::Object(map.clone()).to_string();
-            wire::put_bytes(out, JSON_ATTRIBUTES, json.as_bytes());
+            // A map of JSON values always serializes.
+            let json = serde_json::to_vec(map).unwrap_or_default();
+            wire::put_bytes(out, JSON_ATTRIBUTES, &json);
         }
     }
 }

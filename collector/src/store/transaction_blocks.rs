@@ -83,24 +83,25 @@ pub fn decode(
     let Some((&FORMAT, records)) = data.split_first() else {
         return Err(corrupt);
     };
-    if !records.len().is_multiple_of(RECORD) {
+    let (records, rest) = records.as_chunks::<RECORD>();
+    if !rest.is_empty() {
         return Err(corrupt);
     }
-    Ok(records.chunks_exact(RECORD).map(move |r| {
-        let (end, r) = r.split_first_chunk::<8>().unwrap_or((&[0; 8], r));
-        let (duration, r) = r.split_first_chunk::<8>().unwrap_or((&[0; 8], r));
-        let (error, r) = r.split_first().unwrap_or((&0, r));
-        let (trace_id, r) = r.split_first_chunk::<16>().unwrap_or((&[0; 16], r));
-        let span_id = r.first_chunk::<8>().copied().unwrap_or_default();
-        TransactionRecord {
-            series,
-            end_ns: i64::from_le_bytes(*end),
-            duration_us: u64::from_le_bytes(*duration),
-            error: *error != 0,
-            trace_id: *trace_id,
-            span_id,
-        }
+    Ok(records.iter().map(move |r| TransactionRecord {
+        series,
+        end_ns: i64::from_le_bytes(field(r, 0)),
+        duration_us: u64::from_le_bytes(field(r, 8)),
+        error: r[16] != 0,
+        trace_id: field(r, 17),
+        span_id: field(r, 33),
     }))
+}
+
+/// The `N` bytes of a record from `at`.
+fn field<const N: usize>(record: &[u8; RECORD], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&record[at..at + N]);
+    out
 }
 
 /// Keeps the newest `limit` distinct transactions of those offered, for blocks read newest
