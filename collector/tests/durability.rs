@@ -206,8 +206,11 @@ async fn a_full_disk_is_a_retryable_refusal_and_loses_nothing_acknowledged() {
         .await
         .unwrap();
     let end = now_ns() - 1_000_000_000;
+    // 200 spans (12 KiB) need more than the space the log's current segment already has: a
+    // record that fits in blocks a segment owns (its first page, or a recycled segment's) is
+    // written on a full disk too.
     let spans = |first: u8| -> Vec<_> {
-        (first..first + 20)
+        (first..first + 200)
             .map(|i| server_span(i, "GET /full", end, 2_000_000))
             .collect()
     };
@@ -241,7 +244,7 @@ async fn a_full_disk_is_a_retryable_refusal_and_loses_nothing_acknowledged() {
     server.flush().await.unwrap();
     assert_eq!(
         common::stored_transactions(server.pipeline().store().as_ref(), 10),
-        20,
+        200,
         "every acknowledged transaction is stored, once"
     );
     let refusals: u64 = counters
@@ -254,5 +257,22 @@ async fn a_full_disk_is_a_retryable_refusal_and_loses_nothing_acknowledged() {
         refusals, 1,
         "counted in headlight_export_requests_refused_total"
     );
+
+    // The flush kept the written segment as a spare to overwrite later. On a full disk a
+    // request that needs new space is refused, and the refusal gives the spare's space back,
+    // so the client's retry is accepted without anything else freeing the disk.
+    let spares = || {
+        std::fs::read_dir(disk.path().join("data/wal"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension() == Some("spare".as_ref()))
+            .count()
+    };
+    assert_eq!(spares(), 1, "the written segment is kept for reuse");
+    disk.fill("filler");
+    let refused = client.export(request("disk", spans(2))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(spares(), 0, "the refusal deleted the spare");
+    client.export(request("disk", spans(2))).await.unwrap();
+    std::fs::remove_file(disk.path().join("filler")).unwrap();
     server.shutdown().await.unwrap();
 }

@@ -6,6 +6,10 @@ use hdrhistogram::Histogram;
 const MIN_SAMPLES: u64 = 20;
 /// How long one generation of the estimate covers, ms of transaction end time.
 const GENERATION_MS: i64 = 60_000;
+/// The p95 is read again once its histogram has grown by this fraction (1/32, 3 %) since it
+/// was last read: reading it walks the histogram, which cost 1 % of the collector's CPU when
+/// done for every transaction (benches/RESULTS.md).
+const REFRESH_DIVISOR: u64 = 32;
 
 /// p95 over the previous minute of transactions (or the current one while it is the only one),
 /// from a 1-significant-digit HDR histogram (≈ 1.6 KiB per series).
@@ -14,6 +18,8 @@ pub(crate) struct RunningP95 {
     current: Option<Histogram<u32>>,
     previous: Option<Histogram<u32>>,
     generation_start_ms: i64,
+    /// The threshold last read: the reference histogram's count then, and the value.
+    threshold: Option<(u64, u64)>,
 }
 
 fn coarse() -> Option<Histogram<u32>> {
@@ -26,6 +32,7 @@ impl RunningP95 {
             current: coarse(),
             previous: None,
             generation_start_ms: i64::MIN,
+            threshold: None,
         }
     }
 
@@ -45,6 +52,7 @@ impl RunningP95 {
                 None => coarse(),
             };
             self.previous = finished;
+            self.threshold = None;
         }
         if let Some(h) = self.current.as_mut() {
             h.saturating_record(duration_us.clamp(1, super::histogram::HIGHEST_US));
@@ -52,13 +60,22 @@ impl RunningP95 {
     }
 
     /// Returns whether a duration is above the learnt p95; false until enough samples.
-    pub fn is_slow(&self, duration_us: u64) -> bool {
+    pub fn is_slow(&mut self, duration_us: u64) -> bool {
         let reference = match (&self.previous, &self.current) {
             (Some(p), _) if p.len() >= MIN_SAMPLES => p,
             (_, Some(c)) if c.len() >= MIN_SAMPLES => c,
             _ => return false,
         };
-        duration_us > reference.highest_equivalent(reference.value_at_quantile(0.95))
+        let count = reference.len();
+        let threshold = match self.threshold {
+            Some((at, value)) if (at..=at + at / REFRESH_DIVISOR).contains(&count) => value,
+            _ => {
+                let value = reference.highest_equivalent(reference.value_at_quantile(0.95));
+                self.threshold = Some((count, value));
+                value
+            }
+        };
+        duration_us > threshold
     }
 }
 
@@ -75,6 +92,21 @@ mod tests {
         }
         assert!(!p.is_slow(1_050));
         assert!(p.is_slow(50_000));
+    }
+
+    #[test]
+    fn the_p95_follows_a_shift_within_a_few_percent_of_samples() {
+        let mut p = RunningP95::new();
+        for _ in 0..1000 {
+            p.record(0, 1_000);
+        }
+        assert!(p.is_slow(5_000));
+        // 2000 slower ones make 5 ms the common case: the threshold must move up.
+        for _ in 0..2000 {
+            p.record(0, 5_000);
+            p.is_slow(5_000);
+        }
+        assert!(!p.is_slow(5_000), "the cached p95 was refreshed");
     }
 
     #[test]

@@ -155,8 +155,11 @@ impl SqliteStore {
         })?;
         let path = dir.join("headlight.db");
         let mut writer = Self::connect(&path)?;
+        // FULL on the writer: a commit is synced before it returns, so once a flush's batch is
+        // committed the collector's own log segment for it can go without a power loss undoing
+        // the commit (README "Durability"). One sync per flush, not per request.
         writer
-            .execute_batch("PRAGMA journal_mode = WAL;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(backend)?;
         writer.execute_batch(SCHEMA).map_err(backend)?;
         let version: Option<String> = writer
@@ -204,8 +207,8 @@ impl SqliteStore {
 
     fn connect(path: &Path) -> Result<Connection, StoreError> {
         let conn = Connection::open(path).map_err(backend)?;
-        // WAL + NORMAL: a committed transaction survives a process crash (kill -9); an OS
-        // crash may lose the last commits. busy_timeout covers the retention pass.
+        // Readers never commit; the writer turns to FULL in `open`. busy_timeout covers the
+        // retention pass.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = OFF;",
         )
