@@ -135,7 +135,7 @@ pub struct Span {
     /// Error per design.md §3.
     pub error: bool,
     /// The transaction name if this span is a transaction, else `None`.
-    pub transaction: Option<String>,
+    pub transaction: Option<Arc<str>>,
     /// Span attributes, at most `limits.max_attributes_per_span`; the headlight agent's
     /// `headlight.*` span attributes are not among them.
     pub attributes: Attributes,
@@ -251,14 +251,27 @@ pub fn transaction_name<'a>(
     span_name: &str,
     attribute: impl Fn(&str) -> Option<Cow<'a, str>>,
 ) -> String {
+    let mut name = String::new();
+    write_transaction_name(&mut name, span_name, attribute);
+    name
+}
+
+/// [`transaction_name`], appended to `out` (a buffer reused across spans).
+pub fn write_transaction_name<'a>(
+    out: &mut String,
+    span_name: &str,
+    attribute: impl Fn(&str) -> Option<Cow<'a, str>>,
+) {
     let method = attribute("http.request.method").or_else(|| attribute("http.method"));
     if let (Some(method), Some(route)) = (method, attribute("http.route")) {
-        return format!("{method} {route}");
+        out.extend([&*method, " ", &*route]);
+    } else if let (Some(service), Some(method)) =
+        (attribute("rpc.service"), attribute("rpc.method"))
+    {
+        out.extend([&*service, "/", &*method]);
+    } else {
+        out.push_str(span_name);
     }
-    if let (Some(service), Some(method)) = (attribute("rpc.service"), attribute("rpc.method")) {
-        return format!("{service}/{method}");
-    }
-    span_name.to_owned()
 }
 
 /// Returns whether a span is a transaction: kind SERVER or CONSUMER, or no parent (local root).

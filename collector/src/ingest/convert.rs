@@ -547,10 +547,14 @@ pub fn convert(
     Ok(out)
 }
 
-/// The span names of one request, each allocated once: a request's spans repeat a few names.
+/// The span and transaction names of one request, each allocated once: a request's spans
+/// repeat a few names.
 #[derive(Default)]
 struct Names<'a> {
     seen: Vec<(&'a str, Arc<str>)>,
+    transactions: Vec<Arc<str>>,
+    /// Where a transaction name is put together before it is looked up.
+    scratch: String,
 }
 
 impl<'a> Names<'a> {
@@ -567,6 +571,27 @@ impl<'a> Names<'a> {
         if self.seen.len() < Self::MAX {
             self.seen.push((name, Arc::clone(&shared)));
         }
+        shared
+    }
+
+    /// The transaction name of a transaction span ([`model::transaction_name`]), cut to 512
+    /// bytes, shared with the request's other transactions of that name.
+    fn transaction(&mut self, span_name: &str, attributes: &[WireAttribute<'a>]) -> Arc<str> {
+        let mut name = std::mem::take(&mut self.scratch);
+        name.clear();
+        model::write_transaction_name(&mut name, span_name, |k| find(attributes, k).string());
+        let name = truncate(name, 512);
+        let shared = match self.transactions.iter().find(|seen| ***seen == *name) {
+            Some(seen) => Arc::clone(seen),
+            None => {
+                let shared: Arc<str> = name.as_str().into();
+                if self.transactions.len() < Self::MAX {
+                    self.transactions.push(Arc::clone(&shared));
+                }
+                shared
+            }
+        };
+        self.scratch = name;
         shared
     }
 }
@@ -606,10 +631,8 @@ fn convert_span<'a>(
     let http_status = find(attributes, "http.response.status_code")
         .int()
         .or_else(|| find(attributes, "http.status_code").int());
-    let transaction = model::is_transaction(kind, parent_span_id.is_some()).then(|| {
-        let name = model::transaction_name(span.name, |k| find(attributes, k).string());
-        truncate(name, 512)
-    });
+    let transaction = model::is_transaction(kind, parent_span_id.is_some())
+        .then(|| names.transaction(span.name, attributes));
     let mut reported_self_ns = None;
     let mut unsent_children = Vec::new();
     let mut kept: usize = 0;

@@ -407,9 +407,15 @@ mod tests {
             wal.append(record).unwrap();
         }
         let first = wal.rotate().unwrap().unwrap();
-        let first_len = std::fs::metadata(segment_path(dir.path(), first)).unwrap().len();
+        let first_len = std::fs::metadata(segment_path(dir.path(), first))
+            .unwrap()
+            .len();
         wal.remove_through(first).unwrap();
-        assert_eq!(wal.lock_spares().len(), 1, "the done segment is kept as a spare");
+        assert_eq!(
+            wal.lock_spares().len(),
+            1,
+            "the done segment is kept as a spare"
+        );
         wal.append(b"second").unwrap();
         let second = wal.rotate().unwrap().unwrap();
         // The third segment is the first one's file, overwritten from its start.
@@ -475,7 +481,11 @@ mod tests {
         assert_eq!(wal.segment_count(), 1);
         drop(wal);
         let wal = Wal::open(dir.path()).unwrap();
-        assert_eq!(wal.lock_spares().len(), MAX_SPARES - 1, "one became the new segment");
+        assert_eq!(
+            wal.lock_spares().len(),
+            MAX_SPARES - 1,
+            "one became the new segment"
+        );
         assert_eq!(wal.recover(|_| panic!("nothing to replay")).unwrap(), 0);
     }
 

@@ -435,7 +435,7 @@ pub fn trace(store: &dyn Store, trace_id: &TraceId) -> Result<TraceResponse, Api
                 parent_span_id: s.parent_span_id.map(|p| model::hex(&p)),
                 service: s.service.to_string(),
                 name: s.name.to_string(),
-                transaction: s.transaction,
+                transaction: s.transaction.map(|t| t.to_string()),
                 kind: s.kind.as_str().to_owned(),
                 start_ms: s.start_ns as f64 / 1e6,
                 duration_ms: (s.end_ns - s.start_ns) as f64 / 1e6,

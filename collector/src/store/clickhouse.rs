@@ -823,7 +823,7 @@ impl Store for ClickHouseStore {
                 start_ns: r.num(8)?,
                 end_ns: r.num(9)?,
                 error: r.num::<u8>(10)? != 0,
-                transaction: r.opt_string(11)?,
+                transaction: r.opt_string(11)?.map(Into::into),
                 attributes,
                 reported_self_ns: None,
                 unsent_children: Vec::new(),

@@ -162,7 +162,7 @@ fn decode_span(trace_id: TraceId, message: &[u8]) -> Result<Span, String> {
             START => span.start_ns = number(v, field)? as i64,
             END => span.end_ns = number(v, field)? as i64,
             ERROR => span.error = number(v, field)? != 0,
-            TRANSACTION => span.transaction = Some(str_of(v, field)?.to_owned()),
+            TRANSACTION => span.transaction = Some(str_of(v, field)?.into()),
             OTLP_SPAN => otlp = Some(v.bytes(field).map_err(|e| e.to_string())?),
             MAX_ATTRIBUTES => {
                 max_attributes = usize::try_from(number(v, field)?).unwrap_or(usize::MAX);
@@ -237,7 +237,7 @@ mod tests {
             start_ns: end_ns - 1000,
             end_ns,
             error: id == 3,
-            transaction: parent.is_none().then(|| "GET /a".to_owned()),
+            transaction: parent.is_none().then(|| "GET /a".into()),
             attributes: Attributes::Json(attributes),
             reported_self_ns: None,
             unsent_children: Vec::new(),

@@ -296,7 +296,7 @@ fn actual(converted: Converted) -> Vec<Expected> {
                 s.start_ns,
                 s.end_ns,
                 s.error,
-                s.transaction,
+                s.transaction.map(|t| t.to_string()),
                 s.attributes.into_json(),
             )
         })
@@ -469,4 +469,41 @@ fn an_attribute_that_does_not_decode_still_counts_against_the_limit() {
         after < before / 2,
         "only the kept attributes: {after} of {before} bytes"
     );
+}
+
+#[test]
+fn transactions_of_one_name_share_it_and_others_get_their_own() {
+    let encoded = |s: &str| {
+        some(any_value::Value::StringValue(s.into()))
+            .unwrap()
+            .encode_to_vec()
+    };
+    let (get, post, route) = (encoded("GET"), encoded("POST"), encoded("/users/{id}"));
+    let http = |method| {
+        [
+            WireAttribute {
+                key: b"http.request.method",
+                any: method,
+            },
+            WireAttribute {
+                key: b"http.route",
+                any: &route,
+            },
+        ]
+    };
+    let (get_attrs, post_attrs) = (http(&get[..]), http(&post[..]));
+    let mut names = Names::default();
+    let first = names.transaction("GET", &get_attrs);
+    let again = names.transaction("other span name", &get_attrs);
+    let post = names.transaction("POST", &post_attrs);
+    let plain = names.transaction("job.run", &[]);
+    assert_eq!(&*first, "GET /users/{id}");
+    assert!(
+        Arc::ptr_eq(&first, &again),
+        "one allocation per name and request"
+    );
+    assert_eq!(&*post, "POST /users/{id}");
+    assert_eq!(&*plain, "job.run");
+    let long = "x".repeat(600);
+    assert_eq!(names.transaction(&long, &[]).len(), 512 + '…'.len_utf8());
 }
