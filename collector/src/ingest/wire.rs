@@ -94,9 +94,13 @@ pub fn fields(message: &[u8]) -> Fields<'_> {
     Fields { buf: message }
 }
 
+// The reading functions are `inline(always)` and `next` has no closures: when reading a value
+// was a call of its own, each field's `Value` went back through a stack slot written in parts
+// and read whole, a failed store forwarding that was most of `next`'s time in the profile
+// (benches/RESULTS.md).
 impl<'a> Fields<'a> {
     /// Tags, lengths and small numbers are one byte; longer varints take [`Self::long_varint`].
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
         match self.buf.split_first() {
             Some((&byte, rest)) if byte < 0x80 => {
@@ -126,7 +130,7 @@ impl<'a> Fields<'a> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
             return Err(WireError::Truncated);
@@ -136,7 +140,7 @@ impl<'a> Fields<'a> {
         Ok(head)
     }
 
-    #[inline]
+    #[inline(always)]
     fn tag(&mut self) -> Result<(u32, u8), WireError> {
         let key = self.varint()?;
         let field = u32::try_from(key >> 3).map_err(|_| WireError::Varint)?;
@@ -167,7 +171,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, wire_type: u8) -> Result<Value<'a>, WireError> {
         Ok(match wire_type {
             0 => Value::Varint(self.varint()?),
@@ -189,28 +193,27 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<(u32, Value<'a>), WireError>;
 
-    #[inline]
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if self.buf.is_empty() {
                 return None;
             }
-            let step = self.tag().and_then(|(field, wire_type)| {
-                if wire_type == 3 {
-                    self.skip_group(field, 1).map(|()| None)
-                } else {
-                    self.value(wire_type).map(|value| Some((field, value)))
-                }
-            });
-            match step {
-                Ok(Some(field)) => return Some(Ok(field)),
-                Ok(None) => {}
-                Err(e) => {
-                    // One error ends the iteration.
-                    self.buf = &[];
-                    return Some(Err(e));
-                }
-            }
+            // Plain matches, no closures: a closure here stayed a call of its own.
+            let error = match self.tag() {
+                Ok((field, 3)) => match self.skip_group(field, 1) {
+                    Ok(()) => continue,
+                    Err(e) => e,
+                },
+                Ok((field, wire_type)) => match self.value(wire_type) {
+                    Ok(value) => return Some(Ok((field, value))),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            // One error ends the iteration.
+            self.buf = &[];
+            return Some(Err(error));
         }
     }
 }
