@@ -252,22 +252,35 @@ pub fn transaction_name<'a>(
     attribute: impl Fn(&str) -> Option<Cow<'a, str>>,
 ) -> String {
     let mut name = String::new();
-    write_transaction_name(&mut name, span_name, attribute);
+    let naming = NamingAttributes {
+        method: attribute("http.request.method").or_else(|| attribute("http.method")),
+        route: attribute("http.route"),
+        rpc_service: attribute("rpc.service"),
+        rpc_method: attribute("rpc.method"),
+    };
+    write_transaction_name(&mut name, span_name, naming);
     name
 }
 
-/// [`transaction_name`], appended to `out` (a buffer reused across spans).
-pub fn write_transaction_name<'a>(
-    out: &mut String,
-    span_name: &str,
-    attribute: impl Fn(&str) -> Option<Cow<'a, str>>,
-) {
-    let method = attribute("http.request.method").or_else(|| attribute("http.method"));
-    if let (Some(method), Some(route)) = (method, attribute("http.route")) {
+/// The attribute values a transaction's name is made of ([`transaction_name`]).
+#[derive(Debug, Default)]
+pub struct NamingAttributes<'a> {
+    /// `http.request.method`, or the older `http.method` if it has none.
+    pub method: Option<Cow<'a, str>>,
+    /// `http.route`.
+    pub route: Option<Cow<'a, str>>,
+    /// `rpc.service`.
+    pub rpc_service: Option<Cow<'a, str>>,
+    /// `rpc.method`.
+    pub rpc_method: Option<Cow<'a, str>>,
+}
+
+/// [`transaction_name`] from the values already read, appended to `out` (a buffer reused
+/// across spans).
+pub fn write_transaction_name(out: &mut String, span_name: &str, naming: NamingAttributes<'_>) {
+    if let (Some(method), Some(route)) = (naming.method, naming.route) {
         out.extend([&*method, " ", &*route]);
-    } else if let (Some(service), Some(method)) =
-        (attribute("rpc.service"), attribute("rpc.method"))
-    {
+    } else if let (Some(service), Some(method)) = (naming.rpc_service, naming.rpc_method) {
         out.extend([&*service, "/", &*method]);
     } else {
         out.push_str(span_name);

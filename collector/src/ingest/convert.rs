@@ -1,7 +1,7 @@
 //! OTLP trace data → validated [`Span`]s, with a count and a reason for every rejected span.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use prost::Message as _;
 
 use super::agent;
 use super::wire::{self, WireError};
+use crate::aggregate::FastMap;
 use crate::aggregate::agent_drops::DropReport;
 use crate::config::LimitsConfig;
 use crate::model::{self, Attributes, Span, SpanKind};
@@ -371,12 +372,39 @@ fn value_len(any: &[u8]) -> usize {
     len
 }
 
-fn find<'a>(attributes: &[WireAttribute<'a>], key: &str) -> Scalar<'a> {
-    attributes
-        .iter()
-        .find(|a| a.key == key.as_bytes())
-        .and_then(|a| scalar(a.any).ok())
-        .unwrap_or(Scalar::None)
+/// The encoded values of the attributes ingest reads, the first of each key, found in one pass
+/// over a span's attributes (a search per key cost a `memcmp` per attribute and key).
+#[derive(Default)]
+struct KnownValues<'a> {
+    status: Option<&'a [u8]>,
+    old_status: Option<&'a [u8]>,
+    method: Option<&'a [u8]>,
+    old_method: Option<&'a [u8]>,
+    route: Option<&'a [u8]>,
+    rpc_service: Option<&'a [u8]>,
+    rpc_method: Option<&'a [u8]>,
+}
+
+impl<'a> KnownValues<'a> {
+    fn note(&mut self, attribute: &WireAttribute<'a>) {
+        let slot = match attribute.key {
+            b"http.response.status_code" => &mut self.status,
+            b"http.status_code" => &mut self.old_status,
+            b"http.request.method" => &mut self.method,
+            b"http.method" => &mut self.old_method,
+            b"http.route" => &mut self.route,
+            b"rpc.service" => &mut self.rpc_service,
+            b"rpc.method" => &mut self.rpc_method,
+            _ => return,
+        };
+        slot.get_or_insert(attribute.any);
+    }
+}
+
+/// The value of an attribute [`KnownValues`] found; one that is absent or does not decode
+/// reads as [`Scalar::None`].
+fn known(any: Option<&[u8]>) -> Scalar<'_> {
+    any.and_then(|any| scalar(any).ok()).unwrap_or(Scalar::None)
 }
 
 /// Reads a span's fields, its attributes into `attributes` (cleared first).
@@ -548,45 +576,54 @@ pub fn convert(
 }
 
 /// The span and transaction names of one request, each allocated once: a request's spans
-/// repeat a few names.
+/// repeat a few names. Found by hash: a linear search compared most spans' names with several
+/// others of the same length (`GET /route/1`, `GET /route/2`…), 1.5 % of the collector's CPU in
+/// `memcmp` (benches/RESULTS.md).
 #[derive(Default)]
 struct Names<'a> {
-    seen: Vec<(&'a str, Arc<str>)>,
-    transactions: Vec<Arc<str>>,
+    seen: FastMap<&'a str, Arc<str>>,
+    transactions: HashSet<Arc<str>, foldhash::fast::RandomState>,
     /// Where a transaction name is put together before it is looked up.
     scratch: String,
 }
 
 impl<'a> Names<'a> {
-    /// Names remembered (found by a linear search); a request with more allocates the others
-    /// per span.
-    const MAX: usize = 32;
+    /// Names remembered of each kind; a request with more allocates the others per span.
+    const MAX: usize = 256;
 
     /// The name, cut to 512 bytes, shared with the request's other spans of that name.
     fn get(&mut self, name: &'a str) -> Arc<str> {
-        if let Some((_, shared)) = self.seen.iter().find(|(seen, _)| *seen == name) {
+        if let Some(shared) = self.seen.get(name) {
             return Arc::clone(shared);
         }
         let shared: Arc<str> = truncate(name.to_owned(), 512).into();
         if self.seen.len() < Self::MAX {
-            self.seen.push((name, Arc::clone(&shared)));
+            self.seen.insert(name, Arc::clone(&shared));
         }
         shared
     }
 
     /// The transaction name of a transaction span ([`model::transaction_name`]), cut to 512
     /// bytes, shared with the request's other transactions of that name.
-    fn transaction(&mut self, span_name: &str, attributes: &[WireAttribute<'a>]) -> Arc<str> {
+    fn transaction(&mut self, span_name: &str, values: &KnownValues<'_>) -> Arc<str> {
         let mut name = std::mem::take(&mut self.scratch);
         name.clear();
-        model::write_transaction_name(&mut name, span_name, |k| find(attributes, k).string());
+        let naming = model::NamingAttributes {
+            method: known(values.method)
+                .string()
+                .or_else(|| known(values.old_method).string()),
+            route: known(values.route).string(),
+            rpc_service: known(values.rpc_service).string(),
+            rpc_method: known(values.rpc_method).string(),
+        };
+        model::write_transaction_name(&mut name, span_name, naming);
         let name = truncate(name, 512);
-        let shared = match self.transactions.iter().find(|seen| ***seen == *name) {
+        let shared = match self.transactions.get(name.as_str()) {
             Some(seen) => Arc::clone(seen),
             None => {
                 let shared: Arc<str> = name.as_str().into();
                 if self.transactions.len() < Self::MAX {
-                    self.transactions.push(Arc::clone(&shared));
+                    self.transactions.insert(Arc::clone(&shared));
                 }
                 shared
             }
@@ -628,15 +665,12 @@ fn convert_span<'a>(
     };
     let parent_span_id = id::<8>(span.parent_span_id);
     let kind = SpanKind::from_otlp(span.kind);
-    let http_status = find(attributes, "http.response.status_code")
-        .int()
-        .or_else(|| find(attributes, "http.status_code").int());
-    let transaction = model::is_transaction(kind, parent_span_id.is_some())
-        .then(|| names.transaction(span.name, attributes));
     let mut reported_self_ns = None;
     let mut unsent_children = Vec::new();
     let mut kept: usize = 0;
+    let mut values = KnownValues::default();
     for attribute in attributes {
+        values.note(attribute);
         match attribute.key {
             key if key == agent::SELF_NS.as_bytes() => {
                 reported_self_ns =
@@ -658,6 +692,11 @@ fn convert_span<'a>(
             _ => out.attributes_dropped += 1,
         }
     }
+    let http_status = known(values.status)
+        .int()
+        .or_else(|| known(values.old_status).int());
+    let transaction = model::is_transaction(kind, parent_span_id.is_some())
+        .then(|| names.transaction(span.name, &values));
     out.spans.push(Span {
         trace_id,
         span_id,

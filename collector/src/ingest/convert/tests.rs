@@ -73,6 +73,8 @@ fn attribute() -> impl Strategy<Value = KeyValue> {
         Just("http.route".to_owned()),
         Just("http.request.method".to_owned()),
         Just("http.response.status_code".to_owned()),
+        Just("http.method".to_owned()),
+        Just("http.status_code".to_owned()),
         Just("rpc.service".to_owned()),
         Just("rpc.method".to_owned()),
         Just(agent::SELF_NS.to_owned()),
@@ -230,18 +232,20 @@ fn expected(request: &ExportTraceServiceRequest) -> (Vec<Expected>, u64) {
             }
             let parent = valid_id(&span.parent_span_id, 8).then(|| span.parent_span_id.clone());
             let kind = SpanKind::from_otlp(span.kind);
-            let status_code = match get("http.response.status_code") {
+            let code = |key| match get(key) {
                 Some(any_value::Value::IntValue(i)) => Some(*i),
                 Some(any_value::Value::StringValue(s)) => s.parse().ok(),
                 Some(any_value::Value::DoubleValue(d)) if d.is_finite() => Some(*d as i64),
                 _ => None,
             };
+            let status_code =
+                code("http.response.status_code").or_else(|| code("http.status_code"));
             let error = span.status.as_ref().is_some_and(|s| s.code == 2)
                 || (kind == SpanKind::Server && status_code.is_some_and(|c| c >= 500));
             let transaction = (matches!(kind, SpanKind::Server | SpanKind::Consumer)
                 || parent.is_none())
             .then(|| {
-                let method = text(get("http.request.method"));
+                let method = text(get("http.request.method")).or_else(|| text(get("http.method")));
                 let name = match (method, text(get("http.route"))) {
                     (Some(m), Some(r)) => format!("{m} {r}"),
                     _ => match (text(get("rpc.service")), text(get("rpc.method"))) {
@@ -491,12 +495,18 @@ fn transactions_of_one_name_share_it_and_others_get_their_own() {
             },
         ]
     };
-    let (get_attrs, post_attrs) = (http(&get[..]), http(&post[..]));
+    fn values<'a>(attributes: &[WireAttribute<'a>]) -> KnownValues<'a> {
+        let mut values = KnownValues::default();
+        attributes.iter().for_each(|a| values.note(a));
+        values
+    }
+    let (get_values, post_values) = (values(&http(&get[..])), values(&http(&post[..])));
     let mut names = Names::default();
-    let first = names.transaction("GET", &get_attrs);
-    let again = names.transaction("other span name", &get_attrs);
-    let post = names.transaction("POST", &post_attrs);
-    let plain = names.transaction("job.run", &[]);
+    let first = names.transaction("GET", &get_values);
+    let again = names.transaction("other span name", &get_values);
+    let post = names.transaction("POST", &post_values);
+    let none = KnownValues::default();
+    let plain = names.transaction("job.run", &none);
     assert_eq!(&*first, "GET /users/{id}");
     assert!(
         Arc::ptr_eq(&first, &again),
@@ -505,5 +515,5 @@ fn transactions_of_one_name_share_it_and_others_get_their_own() {
     assert_eq!(&*post, "POST /users/{id}");
     assert_eq!(&*plain, "job.run");
     let long = "x".repeat(600);
-    assert_eq!(names.transaction(&long, &[]).len(), 512 + '…'.len_utf8());
+    assert_eq!(names.transaction(&long, &none).len(), 512 + '…'.len_utf8());
 }
