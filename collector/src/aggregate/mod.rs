@@ -14,6 +14,7 @@ mod assembler;
 mod running_p95;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{AggregationConfig, MetricsConfig, SpanRetentionConfig};
@@ -101,7 +102,7 @@ pub struct Aggregator {
     new_series: Vec<SeriesRecord>,
     windows: FastMap<(SeriesId, i64), HistogramDelta>,
     /// Operation totals per (series, window, kind), by operation name.
-    operations: FastMap<(SeriesId, i64, SpanKind), FastMap<String, OperationTotals>>,
+    operations: FastMap<(SeriesId, i64, SpanKind, Arc<str>), OperationTotals>,
     transactions: Vec<TransactionRecord>,
     kept_spans: Vec<Span>,
     assembler: Assembler,
@@ -326,13 +327,11 @@ impl Aggregator {
         }
     }
 
-    /// Keeps spans to store; they outlive the request, so each gets its own copy of its
-    /// attributes.
-    fn keep_spans(&mut self, spans: Vec<Span>) {
-        self.kept_spans.extend(spans.into_iter().map(|mut span| {
-            span.attributes.detach();
-            span
-        }));
+    /// Keeps spans to store; they outlive the request, so they get their own copy of their
+    /// kept attributes (one buffer for the group).
+    fn keep_spans(&mut self, mut spans: Vec<Span>) {
+        crate::model::Attributes::detach_together(&mut spans);
+        self.kept_spans.append(&mut spans);
     }
 
     /// Adds `spans` (with their self times, ns), and the children the agent reported but did
@@ -361,27 +360,25 @@ impl Aggregator {
         }
     }
 
-    /// Adds to one operation's totals; the name is copied only the first time it is seen in
-    /// the window.
+    /// Adds to one operation's totals: one lookup, keyed by the span's shared name.
     fn add_operation(
         &mut self,
         transaction: TransactionRef,
-        (name, kind): (&str, SpanKind),
+        (name, kind): (&Arc<str>, SpanKind),
         count: u64,
         total_us: u64,
         self_us: u64,
     ) {
-        let names = self
-            .operations
-            .entry((transaction.series, transaction.window_start_ms, kind))
-            .or_default();
-        match names.get_mut(name) {
-            Some(totals) => totals.add(count, total_us, self_us),
-            None => names
-                .entry(name.to_owned())
-                .or_default()
-                .add(count, total_us, self_us),
-        }
+        let key = (
+            transaction.series,
+            transaction.window_start_ms,
+            kind,
+            Arc::clone(name),
+        );
+        self.operations
+            .entry(key)
+            .or_default()
+            .add(count, total_us, self_us);
     }
 
     /// The transaction's name in its series: its own, or [`OVERFLOW_TRANSACTION`] once its
@@ -439,10 +436,8 @@ impl Aggregator {
         let operations = self
             .operations
             .drain()
-            .flat_map(|((series, start, kind), names)| {
-                names
-                    .into_iter()
-                    .map(move |(operation, totals)| (series, start, operation, kind, totals))
+            .map(|((series, start, kind, name), totals)| {
+                (series, start, name.to_string(), kind, totals)
             });
         for (series, start, operation, kind, totals) in operations {
             let rollup_start = start.div_euclid(rollup_ms) * rollup_ms;

@@ -106,7 +106,7 @@ fn unsent_operation(element: AnyValue, max_span_ns: i64) -> Option<UnsentOperati
         return None;
     }
     Some(UnsentOperation {
-        name: super::convert::truncate(name, 512),
+        name: super::convert::truncate(name, 512).into(),
         kind: SpanKind::from_otlp(kind),
         count: count.unsigned_abs(),
         total_ns: total_ns.unsigned_abs(),

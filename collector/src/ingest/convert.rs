@@ -755,10 +755,15 @@ fn kept_attributes(span: &[u8], max_attributes: usize) -> impl Iterator<Item = &
 /// attributes over the limit.
 pub fn kept_attributes_only(span: &[u8], max_attributes: usize) -> Bytes {
     let mut out = Vec::new();
-    for encoded in kept_attributes(span, max_attributes) {
-        wire::put_bytes(&mut out, 9, encoded);
-    }
+    put_kept_attributes(&mut out, span, max_attributes);
     Bytes::from(out)
+}
+
+/// Appends [`kept_attributes_only`]'s message to `out`.
+pub fn put_kept_attributes(out: &mut Vec<u8>, span: &[u8], max_attributes: usize) {
+    for encoded in kept_attributes(span, max_attributes) {
+        wire::put_bytes(out, 9, encoded);
+    }
 }
 
 #[cfg(test)]

@@ -517,3 +517,75 @@ fn transactions_of_one_name_share_it_and_others_get_their_own() {
     let long = "x".repeat(600);
     assert_eq!(names.transaction(&long, &none).len(), 512 + '…'.len_utf8());
 }
+
+#[test]
+fn spans_detached_together_keep_their_own_attributes_in_one_shared_buffer() {
+    let text = |s: &str| any_value::Value::StringValue(s.to_owned());
+    let span = |n: u8, attributes: Vec<KeyValue>| OtlpSpan {
+        trace_id: vec![1; 16],
+        span_id: vec![n; 8],
+        name: format!("op {n}"),
+        kind: 3,
+        start_time_unix_nano: NOW as u64 - 1_000,
+        end_time_unix_nano: NOW as u64,
+        attributes,
+        events: vec![headlight_proto::otlp::trace::span::Event {
+            name: "an event a stored span does not keep".to_owned(),
+            ..Default::default()
+        }],
+        ..OtlpSpan::default()
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![
+                    span(
+                        1,
+                        vec![key_value("a", text("1")), key_value("b", text("2"))],
+                    ),
+                    span(2, vec![]),
+                    span(
+                        3,
+                        vec![key_value(agent::SELF_NS, any_value::Value::IntValue(5))],
+                    ),
+                    span(
+                        4,
+                        (0..5)
+                            .map(|i| key_value(&format!("k{i}"), text("v")))
+                            .collect(),
+                    ),
+                ],
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    let bytes = Bytes::from(prost::Message::encode_to_vec(&request));
+    let mut spans = convert(&bytes, bounds(), &limits())
+        .expect("accepted")
+        .spans;
+    let before: Vec<_> = spans.iter().map(shown).collect();
+    Attributes::detach_together(&mut spans);
+    let after: Vec<_> = spans.iter().map(shown).collect();
+    assert_eq!(after, before, "each span shows what it showed before");
+    assert_eq!(after[0], serde_json::json!({"a": "1", "b": "2"}));
+    assert_eq!(
+        after[3],
+        serde_json::json!({"k0": "v", "k1": "v", "k2": "v"})
+    );
+    drop(bytes);
+    // Each is a slice of one buffer, laid end to end, holding only the kept attributes.
+    let slices: Vec<&[u8]> = spans
+        .iter()
+        .map(|s| match &s.attributes {
+            Attributes::Otlp { span, .. } => &span[..],
+            Attributes::Json(_) => panic!("received attributes"),
+        })
+        .collect();
+    assert!(slices[1].is_empty() && slices[2].is_empty());
+    assert_eq!(
+        slices[0].as_ptr_range().end,
+        slices[3].as_ptr(),
+        "one shared buffer"
+    );
+}
