@@ -8,14 +8,14 @@
 //! the segments left behind by a crash are read back into the aggregator and written to the
 //! store before the listeners open.
 //!
-//! A done segment is kept as a spare (at most [`MAX_SPARES`], each at most
+//! A done segment with a header is kept as a spare (at most [`MAX_SPARES`], each at most
 //! [`MAX_SPARE_BYTES`]) and overwritten as a later segment instead of a new file being created:
 //! writing over blocks the file already has and pages the kernel still caches spares allocating
 //! them, and the sync after it does not have to write the inode (its size does not change). This
 //! is what RocksDB's `recycle_log_file_num` does; benches/RESULTS.md measures it.
 //!
 //! A segment starts with a 16-byte header, [`MAGIC`] and its number (u64 LE). A record is
-//! `[payload length u32 LE][CRC-32 of the segment number (u64 LE) then the payload u32 LE]
+//! `[payload length u32 LE][CRC-32 of the payload then the segment number (u64 LE), u32 LE]
 //! [payload]`, the payload the request as protobuf. Replay of a segment ends at the first record
 //! that is cut short or whose CRC does not match: a record torn by the crash (never
 //! acknowledged), or what is left of the records of the segment the file was before it was
@@ -106,14 +106,14 @@ fn segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     numbered(dir, ".wal")
 }
 
-/// A record's CRC: of the segment's number then the payload, or of the payload alone in a
+/// A record's CRC: of the payload then the segment's number, or of the payload alone in a
 /// segment without a header.
 fn checksum(segment: Option<u64>, payload: &[u8]) -> u32 {
     let mut crc = flate2::Crc::new();
+    crc.update(payload);
     if let Some(id) = segment {
         crc.update(&id.to_le_bytes());
     }
-    crc.update(payload);
     crc.sum()
 }
 
@@ -121,39 +121,62 @@ fn checksum(segment: Option<u64>, payload: &[u8]) -> u32 {
 /// old records stay behind the header until overwritten), else a new file.
 fn create(dir: &Path, id: u64, spare: Option<PathBuf>) -> std::io::Result<File> {
     let path = segment_path(dir, id);
-    let reused = spare.and_then(|spare| {
-        std::fs::rename(&spare, &path).ok()?;
-        OpenOptions::new().write(true).open(&path).ok()
-    });
-    let mut file = match reused {
-        Some(file) => file,
-        None => OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?,
+    let renamed = spare.is_some_and(|spare| std::fs::rename(spare, &path).is_ok());
+    let opened = if renamed {
+        OpenOptions::new().write(true).open(&path)
+    } else {
+        OpenOptions::new().write(true).create_new(true).open(&path)
     };
     let mut header = [0; HEADER_BYTES as usize];
     header[..8].copy_from_slice(&MAGIC);
     header[8..].copy_from_slice(&id.to_le_bytes());
     // The new name must survive a crash too. The header is synced with the first record.
-    let written = file
-        .write_all(&header)
-        .and_then(|()| File::open(dir)?.sync_all());
-    if let Err(e) = written {
-        // A full disk: the next rotation tries again under the same number.
+    let ready = opened.and_then(|mut file| {
+        file.write_all(&header)?;
+        File::open(dir)?.sync_all()?;
+        Ok(file)
+    });
+    if ready.is_err() {
+        // A full disk, or no file descriptor left: no record is in this file, and the next
+        // rotation tries again under the same number.
         let _ = std::fs::remove_file(&path);
-        return Err(e);
     }
-    Ok(file)
+    ready
 }
 
-/// Hands each record of segment `id` (its file's `bytes`) to `apply`; returns how many there
-/// were and how many bytes follow the last one.
-fn replay(id: u64, bytes: &[u8], apply: &mut impl FnMut(&[u8])) -> (u64, usize) {
+/// Whether a segment file starts with a header: only such a file may be recycled, since a
+/// file without one, renamed to a new number, would have its records replayed again if a crash
+/// came before the new header was written.
+fn has_header(path: &Path) -> bool {
+    let mut magic = [0; MAGIC.len()];
+    File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+        .is_ok_and(|()| magic == MAGIC)
+}
+
+/// What replaying one segment found.
+#[derive(Debug, PartialEq, Eq)]
+struct Replayed {
+    records: u64,
+    /// Bytes after the last record.
+    left: usize,
+    /// Whether the segment has a header: then bytes after the last record may be a recycled
+    /// file's old records, not only a torn one.
+    header: bool,
+}
+
+/// Hands each record of segment `id` (its file's `bytes`) to `apply`.
+fn replay(id: u64, bytes: &[u8], apply: &mut impl FnMut(&[u8])) -> Replayed {
     let (seed, mut rest) = match bytes.strip_prefix(&MAGIC[..]) {
         // A recycled file whose header was not yet rewritten holds no record of this segment.
         Some(rest) if rest.get(..8) == Some(&id.to_le_bytes()[..]) => (Some(id), &rest[8..]),
-        Some(rest) => return (0, rest.len()),
+        Some(rest) => {
+            return Replayed {
+                records: 0,
+                left: rest.len(),
+                header: true,
+            };
+        }
         None => (None, bytes),
     };
     let mut records = 0;
@@ -173,7 +196,11 @@ fn replay(id: u64, bytes: &[u8], apply: &mut impl FnMut(&[u8])) -> (u64, usize) 
         records += 1;
         rest = &rest[8 + len as usize..];
     }
-    (records, rest.len())
+    Replayed {
+        records,
+        left: rest.len(),
+        header: seed.is_some(),
+    }
 }
 
 impl Wal {
@@ -223,15 +250,21 @@ impl Wal {
         let mut records = 0;
         for id in segments(&self.dir)?.into_iter().filter(|id| *id < current) {
             let bytes = std::fs::read(segment_path(&self.dir, id))?;
-            let (read, left) = replay(id, &bytes, &mut apply);
-            records += read;
-            if left > 0 {
+            let replayed = replay(id, &bytes, &mut apply);
+            records += replayed.records;
+            if replayed.left > 0 && replayed.header {
                 // A torn last record (never acknowledged), or a recycled file's old records.
                 tracing::debug!(
                     segment = id,
-                    records = read,
-                    bytes_after = left,
+                    records = replayed.records,
+                    bytes_after = replayed.left,
                     "write-ahead log: replay of a segment ends before the end of its file"
+                );
+            } else if replayed.left > 0 {
+                tracing::warn!(
+                    segment = id,
+                    bytes = replayed.left,
+                    "write-ahead log: a torn record at the end of a segment (never acknowledged) is skipped"
                 );
             }
         }
@@ -246,10 +279,15 @@ impl Wal {
             .ok()
             .filter(|l| *l <= MAX_RECORD_BYTES)
             .ok_or_else(|| std::io::Error::other("request too large for the write-ahead log"))?;
+        // The payload's part of the CRC outside the lock; the segment's number, known under it,
+        // last.
+        let mut crc = flate2::Crc::new();
+        crc.update(payload);
         let mut state = self.lock();
+        crc.update(&state.id.to_le_bytes());
         let mut header = [0; 8];
         header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&checksum(Some(state.id), payload).to_le_bytes());
+        header[4..].copy_from_slice(&crc.sum().to_le_bytes());
         if let Err(e) = write_record(&state.file, &header, payload) {
             let _ = state.file.set_len(state.len);
             let _ = (&*state.file).seek(SeekFrom::Start(state.len));
@@ -321,7 +359,7 @@ impl Wal {
             let path = segment_path(&self.dir, old);
             let mut spares = self.lock_spares();
             let fits = std::fs::metadata(&path).is_ok_and(|m| m.len() <= MAX_SPARE_BYTES);
-            if spares.len() < MAX_SPARES && fits {
+            if spares.len() < MAX_SPARES && fits && has_header(&path) {
                 let spare = self.dir.join(format!("{old:020}.spare"));
                 std::fs::rename(&path, &spare)?;
                 spares.push(spare);
@@ -444,10 +482,11 @@ mod tests {
         bytes.extend_from_slice(&checksum(Some(7), payload).to_le_bytes());
         bytes.extend_from_slice(payload);
         let mut seen = Vec::new();
-        assert_eq!(replay(7, &bytes, &mut |p| seen.push(p.to_vec())), (1, 0));
+        let replayed = replay(7, &bytes, &mut |p| seen.push(p.to_vec()));
+        assert_eq!((replayed.records, replayed.left), (1, 0));
         assert_eq!(seen, [payload.to_vec()]);
         // The same file under number 9: the header is segment 7's, so nothing is segment 9's.
-        assert_eq!(replay(9, &bytes, &mut |_| panic!("no record")).0, 0);
+        assert_eq!(replay(9, &bytes, &mut |_| panic!("no record")).records, 0);
     }
 
     #[test]
@@ -464,6 +503,11 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(wal.recover(|p| seen.push(p.to_vec())).unwrap(), 2);
         assert_eq!(seen, [b"old one".to_vec(), b"old two".to_vec()]);
+        // Once written, it is deleted, not kept as a spare: renamed to a new number, a crash
+        // before its new header was written would replay its records again.
+        wal.remove_older_segments().unwrap();
+        assert!(wal.lock_spares().is_empty());
+        assert!(!segment_path(dir.path(), 3).exists());
     }
 
     #[test]

@@ -1084,4 +1084,22 @@ mod tests {
         let err = SqliteStore::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("schema version"), "{err}");
     }
+
+    #[test]
+    fn the_writer_syncs_each_commit_and_readers_do_not_need_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let synchronous = |conn: &Connection| -> i64 {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap()
+        };
+        // 2 = FULL: a flush's commit is on disk before its log segment is retired.
+        assert_eq!(synchronous(&store.writer.lock().unwrap()), 2);
+        store
+            .with_reader(|conn| {
+                assert_eq!(synchronous(conn), 1, "NORMAL");
+                Ok(())
+            })
+            .unwrap();
+    }
 }
