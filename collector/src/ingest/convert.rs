@@ -603,7 +603,7 @@ impl<'a> Names<'a> {
         shared
     }
 
-    /// The transaction name of a transaction span ([`model::transaction_name`]), cut to 512
+    /// The transaction name of a transaction span ([`model::write_transaction_name`]), cut to 512
     /// bytes, shared with the request's other transactions of that name.
     fn transaction(&mut self, span_name: &str, values: &KnownValues<'_>) -> Arc<str> {
         let mut name = std::mem::take(&mut self.scratch);
