@@ -106,15 +106,26 @@ fn segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     numbered(dir, ".wal")
 }
 
-/// A record's CRC: of the payload then the segment's number, or of the payload alone in a
-/// segment without a header.
-fn checksum(segment: Option<u64>, payload: &[u8]) -> u32 {
+/// The payload's part of a record's CRC, which [`Wal::append`] computes outside its lock.
+fn payload_crc(payload: &[u8]) -> flate2::Crc {
     let mut crc = flate2::Crc::new();
     crc.update(payload);
+    crc
+}
+
+/// A record's CRC from its payload's part: the segment's number comes last, or nothing in a
+/// segment without a header.
+fn seal(mut crc: flate2::Crc, segment: Option<u64>) -> u32 {
     if let Some(id) = segment {
         crc.update(&id.to_le_bytes());
     }
     crc.sum()
+}
+
+/// A record's CRC: of the payload then the segment's number, or of the payload alone in a
+/// segment without a header.
+fn checksum(segment: Option<u64>, payload: &[u8]) -> u32 {
+    seal(payload_crc(payload), segment)
 }
 
 /// Segment `id`'s file, positioned after its header: `spare` renamed if there is one (its
@@ -279,15 +290,12 @@ impl Wal {
             .ok()
             .filter(|l| *l <= MAX_RECORD_BYTES)
             .ok_or_else(|| std::io::Error::other("request too large for the write-ahead log"))?;
-        // The payload's part of the CRC outside the lock; the segment's number, known under it,
-        // last.
-        let mut crc = flate2::Crc::new();
-        crc.update(payload);
+        // The segment's number is known only under the lock; the payload's part is not.
+        let crc = payload_crc(payload);
         let mut state = self.lock();
-        crc.update(&state.id.to_le_bytes());
         let mut header = [0; 8];
         header[..4].copy_from_slice(&len.to_le_bytes());
-        header[4..].copy_from_slice(&crc.sum().to_le_bytes());
+        header[4..].copy_from_slice(&seal(crc, Some(state.id)).to_le_bytes());
         if let Err(e) = write_record(&state.file, &header, payload) {
             let _ = state.file.set_len(state.len);
             let _ = (&*state.file).seek(SeekFrom::Start(state.len));
